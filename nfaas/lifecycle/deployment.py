@@ -1,0 +1,358 @@
+"""One function version's instances: slots, scale-out, the bounded queue, idle deletion.
+
+EVE025 use case #3: an event takes a free slot of a running instance, or
+causes an instantiation while the function is under its instance threshold.
+Above the threshold it waits in a bounded queue; a full queue or a passed
+deadline is a clear ``Overloaded`` answer, never a silent drop. Use case #4:
+an instance with no event for its idle period is deleted and its reservation
+released. Solution #3 (7.2.3): an instantiation takes a prepared sandbox from
+the runtime pool while fewer than ``max_quick_start`` of this function's
+instances came from it, and goes the full cold path otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from nfaas.errors import NfaasError, Overloaded, SandboxStartError
+from nfaas.lifecycle.infra import NodeCapacity, Reservation
+from nfaas.lifecycle.pools import RuntimePool
+from nfaas.packages.descriptors import FunctionDescriptor
+from nfaas.sandboxes.base import FunctionCode, Sandbox, SandboxBackend
+
+log = logging.getLogger(__name__)
+
+_instance_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class FunctionVersion:
+    """A deployable function version: its descriptor, code on disk and where it runs."""
+
+    tenant: str
+    descriptor: FunctionDescriptor
+    code: FunctionCode
+    backend: str
+    pool_id: str | None
+
+    @property
+    def app(self) -> str:
+        return self.code.app
+
+    @property
+    def name(self) -> str:
+        return self.code.name
+
+    @property
+    def version(self) -> str:
+        return self.code.version
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.code.app, self.code.name, self.code.version)
+
+
+class InstanceState(enum.Enum):
+    STARTING = "starting"
+    READY = "ready"
+    DRAINING = "draining"
+    DELETED = "deleted"
+
+
+@dataclass(eq=False)
+class FunctionInstance:
+    """One loaded sandbox serving one function version."""
+
+    id: str
+    version: FunctionVersion
+    sandbox: Sandbox
+    reservation: Reservation
+    from_pool: bool
+    init_seconds: float
+    created_at: float = field(default_factory=time.monotonic)
+    last_used: float = field(default_factory=time.monotonic)
+    in_flight: int = 0
+    served: int = 0
+    state: InstanceState = InstanceState.READY
+
+    @property
+    def free_slots(self) -> int:
+        if self.state is not InstanceState.READY or not self.sandbox.usable:
+            return 0
+        return self.version.descriptor.scaling.concurrency - self.in_flight
+
+
+@dataclass(eq=False)
+class _Waiter:
+    future: asyncio.Future[tuple[FunctionInstance, bool]]
+    #: counted against queue_size (it waits for a slot, not for an instance it caused)
+    queued: bool
+
+
+class FunctionDeployment:
+    """The instances of one function version and the events waiting for them."""
+
+    def __init__(
+        self,
+        version: FunctionVersion,
+        backend: SandboxBackend,
+        pool: RuntimePool | None,
+        capacity: NodeCapacity,
+        *,
+        on_change: Callable[[str, FunctionInstance], None] | None = None,
+    ) -> None:
+        self.version = version
+        self._backend = backend
+        self._pool = pool
+        self._capacity = capacity
+        self._on_change = on_change or (lambda kind, inst: None)
+        self.instances: list[FunctionInstance] = []
+        self._starting = 0
+        self._waiters: deque[_Waiter] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.retired = False
+        self.overloaded = {"queue_full": 0, "queue_timeout": 0}
+
+    # -- the event path ----------------------------------------------------------------
+
+    @property
+    def scaling(self):  # type: ignore[no-untyped-def]
+        return self.version.descriptor.scaling
+
+    async def acquire(self) -> tuple[FunctionInstance, bool]:
+        """A slot on an instance, and whether the event waited for that instance to be created."""
+        instance = self._free_instance()
+        if instance is not None:
+            instance.in_flight += 1
+            return instance, False
+        slots_coming = self._starting * self.scaling.concurrency
+        pending = len(self._waiters)
+        if pending < slots_coming:
+            return await self._wait(queued=False)
+        if not self.retired and self._live_count() + self._starting < self.scaling.instance_threshold:
+            self._start_instance()
+            return await self._wait(queued=False)
+        queued = sum(1 for w in self._waiters if w.queued)
+        if queued >= self.scaling.queue_size:
+            self.overloaded["queue_full"] += 1
+            raise Overloaded(
+                f"{self.version.code.ref}: {self._live_count()} instances (threshold "
+                f"{self.scaling.instance_threshold}) busy and {queued} events queued "
+                f"(queue size {self.scaling.queue_size})",
+                reason="queue_full",
+            )
+        return await self._wait(queued=True)
+
+    def release(self, instance: FunctionInstance) -> None:
+        """Give the slot back: to the first waiter, or to the pool of free slots."""
+        instance.in_flight -= 1
+        instance.last_used = time.monotonic()
+        if not instance.sandbox.usable:
+            self._remove(instance, "failed")
+            self._scale_for_waiters()
+            return
+        if self._hand_to_waiter(instance, cold=False):
+            return
+        if instance.state is InstanceState.DRAINING and instance.in_flight == 0:
+            self._remove(instance, "drained")
+
+    def _free_instance(self) -> FunctionInstance | None:
+        best: FunctionInstance | None = None
+        for instance in self.instances:
+            slots = instance.free_slots
+            # Most recently used first keeps the others idle, so that they can be reaped.
+            if slots > 0 and (best is None or instance.last_used > best.last_used):
+                best = instance
+        return best
+
+    def _live_count(self) -> int:
+        return sum(1 for i in self.instances if i.state is not InstanceState.DELETED)
+
+    async def _wait(self, *, queued: bool) -> tuple[FunctionInstance, bool]:
+        future: asyncio.Future[tuple[FunctionInstance, bool]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        waiter = _Waiter(future, queued)
+        self._waiters.append(waiter)
+        if not queued:
+            return await future
+        timeout = self.scaling.queue_timeout_s
+        try:
+            done, _ = await asyncio.wait({future}, timeout=timeout)
+        except asyncio.CancelledError:
+            self._abandon(waiter)
+            raise
+        if not done:
+            self._abandon(waiter)
+            self.overloaded["queue_timeout"] += 1
+            raise Overloaded(
+                f"{self.version.code.ref}: no instance became free within {timeout:g} s",
+                reason="queue_timeout",
+            )
+        return future.result()
+
+    def _abandon(self, waiter: _Waiter) -> None:
+        try:
+            self._waiters.remove(waiter)
+        except ValueError:
+            pass
+        if waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is None:
+            # A slot was handed over at the very moment we gave up: give it back.
+            instance, _ = waiter.future.result()
+            self.release(instance)
+        else:
+            waiter.future.cancel()
+
+    def _hand_to_waiter(self, instance: FunctionInstance, *, cold: bool) -> bool:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if waiter.future.done():
+                continue
+            instance.in_flight += 1
+            waiter.future.set_result((instance, cold))
+            return True
+        return False
+
+    # -- instantiation -------------------------------------------------------------------
+
+    def _start_instance(self) -> None:
+        # Counted now, not when the task first runs, so that a burst of events
+        # arriving in the same loop iteration does not start too many instances.
+        self._starting += 1
+        self._spawn(self._instantiate())
+
+    async def _instantiate(self) -> None:
+        try:
+            instance = await self._create_instance()
+        except NfaasError as exc:
+            self._starting -= 1
+            self._fail_waiters(exc, self.scaling.concurrency)
+            return
+        except BaseException as exc:
+            self._starting -= 1
+            self._fail_waiters(
+                SandboxStartError(f"{self.version.code.ref}: instantiation failed: {exc!r}"),
+                self.scaling.concurrency,
+            )
+            raise
+        self._starting -= 1
+        self.instances.append(instance)
+        self._on_change("created", instance)
+        for _ in range(self.scaling.concurrency):
+            if not self._hand_to_waiter(instance, cold=True):
+                break
+
+    async def _create_instance(self) -> FunctionInstance:
+        version = self.version
+        res = version.descriptor.resources
+        instance_id = f"{version.name}-{next(_instance_ids)}"
+        reservation = self._capacity.reserve(res.memory_mb, res.cpu, f"instance {instance_id}")
+        started = time.monotonic()
+        sandbox: Sandbox | None = None
+        from_pool = False
+        try:
+            quick_started = sum(1 for i in self.instances if i.from_pool)
+            # EVE025 7.2.3: the quick-start count caps how many instances come from the pool.
+            if self._pool is not None and quick_started < self.scaling.max_quick_start:
+                sandbox = self._pool.take()
+                from_pool = sandbox is not None
+            if sandbox is None:
+                sandbox = self._backend.create()
+                await sandbox.prepare()
+            await sandbox.load(version.code)
+        except BaseException:
+            self._capacity.release(reservation)
+            if sandbox is not None:
+                await asyncio.shield(sandbox.aclose())
+            raise
+        return FunctionInstance(
+            id=instance_id,
+            version=version,
+            sandbox=sandbox,
+            reservation=reservation,
+            from_pool=from_pool,
+            init_seconds=time.monotonic() - started,
+        )
+
+    def _fail_waiters(self, exc: BaseException, count: int) -> None:
+        for _ in range(count):
+            if not self._waiters:
+                break
+            waiter = self._waiters.popleft()
+            if not waiter.future.done():
+                waiter.future.set_exception(exc)
+
+    def _scale_for_waiters(self) -> None:
+        """After losing an instance, start replacements for the events still waiting."""
+        while (
+            not self.retired
+            and len(self._waiters) > self._starting * self.scaling.concurrency
+            and self._live_count() + self._starting < self.scaling.instance_threshold
+        ):
+            self._start_instance()
+
+    # -- deletion ------------------------------------------------------------------------
+
+    def _remove(self, instance: FunctionInstance, reason: str) -> None:
+        if instance.state is InstanceState.DELETED:
+            return
+        instance.state = InstanceState.DELETED
+        self.instances.remove(instance)
+        self._capacity.release(instance.reservation)
+        self._on_change(f"deleted:{reason}", instance)
+        self._spawn(instance.sandbox.aclose())
+
+    def reap_idle(self, now: float) -> int:
+        """Delete instances idle past the idle period (use case #4); returns how many."""
+        idle_period = self.scaling.idle_period_s
+        doomed = [
+            i
+            for i in self.instances
+            if i.in_flight == 0 and (now - i.last_used >= idle_period or self.retired)
+        ]
+        for instance in doomed:
+            self._remove(instance, "idle" if not self.retired else "drained")
+        return len(doomed)
+
+    def retire(self) -> None:
+        """A newer version took over (7.2.5): serve no new instance, drain the running ones."""
+        self.retired = True
+        for instance in list(self.instances):
+            instance.state = InstanceState.DRAINING
+            if instance.in_flight == 0:
+                self._remove(instance, "drained")
+
+    @property
+    def idle(self) -> bool:
+        return not self.instances and not self._starting and not self._waiters
+
+    def counts(self) -> dict[str, int]:
+        busy = sum(1 for i in self.instances if i.in_flight > 0)
+        return {
+            "starting": self._starting,
+            "busy": busy,
+            "idle": len(self.instances) - busy,
+            "queued": sum(1 for w in self._waiters if w.queued),
+        }
+
+    def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self) -> None:
+        """Delete every instance and fail every waiter; idempotent."""
+        self.retired = True
+        self._fail_waiters(Overloaded("the platform is shutting down", reason="shutdown"), len(self._waiters))
+        for instance in list(self.instances):
+            self._remove(instance, "shutdown")
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+

@@ -1,0 +1,248 @@
+"""Serverless Function Management (EVE025 use cases #3, #4; solution #3).
+
+Turns "run this event on that function version" into a slot on an instance,
+creating and deleting instances as events come and go, and records what every
+invocation did. It owns the deployments (one per function version), the idle
+reaper, and nothing else: which version an event goes to is the
+distributor's choice, where code comes from is the catalog's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from nfaas.errors import (
+    FunctionCrashed,
+    FunctionFailure,
+    FunctionOutOfMemory,
+    FunctionRaised,
+    FunctionTimeout,
+    NfaasError,
+    Overloaded,
+    SandboxStartError,
+)
+from nfaas.lifecycle.deployment import FunctionDeployment, FunctionInstance, FunctionVersion
+from nfaas.lifecycle.infra import NodeCapacity
+from nfaas.lifecycle.pools import RuntimePool
+from nfaas.sandboxes.base import Event, Result, SandboxBackend
+from nfaas.telemetry.metrics import Telemetry, VersionKey
+
+log = logging.getLogger(__name__)
+
+_OUTCOME = {
+    FunctionRaised: "raised",
+    FunctionCrashed: "crashed",
+    FunctionTimeout: "timeout",
+    FunctionOutOfMemory: "oom",
+    Overloaded: "overloaded",
+    SandboxStartError: "start_failed",
+}
+
+
+def outcome_of(exc: BaseException) -> str:
+    for cls, name in _OUTCOME.items():
+        if isinstance(exc, cls):
+            return name
+    return "error"
+
+
+class ManagerState(enum.Enum):
+    RUNNING = "running"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceInfo:
+    id: str
+    tenant: str
+    app: str
+    function: str
+    version: str
+    backend: str
+    state: str
+    in_flight: int
+    served: int
+    from_pool: bool
+    init_ms: float
+    idle_s: float
+    age_s: float
+    memory_mb: int
+
+
+class FunctionManager:
+    def __init__(
+        self,
+        capacity: NodeCapacity,
+        telemetry: Telemetry,
+        backend_for: Callable[[str], SandboxBackend],
+        pool_for: Callable[[str | None], RuntimePool | None],
+        *,
+        reap_interval_s: float = 0.5,
+    ) -> None:
+        self._capacity = capacity
+        self._telemetry = telemetry
+        self._backend_for = backend_for
+        self._pool_for = pool_for
+        self._reap_interval = reap_interval_s
+        self._deployments: dict[VersionKey, FunctionDeployment] = {}
+        self._reaper: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[str, FunctionInstance], None]] = []
+        self.state = ManagerState.RUNNING
+        telemetry.watch_instances(self._instance_counts)
+
+    def start(self) -> None:
+        if self._reaper is None:
+            self._reaper = asyncio.create_task(self._reap_loop(), name="idle-reaper")
+
+    def subscribe(self, listener: Callable[[str, FunctionInstance], None]) -> None:
+        """Be told of every instance created and deleted (for logs and notifications)."""
+        self._listeners.append(listener)
+
+    def _changed(self, kind: str, instance: FunctionInstance) -> None:
+        log.info(
+            "instance %s of %s %s (%s, %s)",
+            instance.id,
+            instance.version.code.ref,
+            kind,
+            instance.version.backend,
+            f"init {instance.init_seconds * 1000:.1f} ms" + (", from pool" if instance.from_pool else ""),
+        )
+        for listener in self._listeners:
+            listener(kind, instance)
+
+    def deployment(self, version: FunctionVersion) -> FunctionDeployment:
+        deployment = self._deployments.get(version.key)
+        if deployment is None or (
+            deployment.version is not version and deployment.version != version
+        ):
+            if deployment is not None:
+                deployment.retire()
+            deployment = FunctionDeployment(
+                version,
+                self._backend_for(version.backend),
+                self._pool_for(version.pool_id),
+                self._capacity,
+                on_change=self._changed,
+            )
+            self._deployments[version.key] = deployment
+        return deployment
+
+    async def invoke(self, version: FunctionVersion, event: Event, *, arrival: float | None = None) -> Result:
+        """Run ``event`` on ``version``: take a slot (maybe cold-starting), invoke, record."""
+        arrival = time.monotonic() if arrival is None else arrival
+        key = version.key
+        if self.state is not ManagerState.RUNNING:
+            raise Overloaded("the platform is shutting down", reason="shutdown")
+        deployment = self.deployment(version)
+        try:
+            instance, cold = await deployment.acquire()
+        except NfaasError as exc:
+            self._telemetry.record(key, event.trigger, outcome_of(exc))
+            raise
+        started = time.monotonic()
+        try:
+            result = await instance.sandbox.invoke(event)
+        except FunctionFailure as exc:
+            self._telemetry.record(key, event.trigger, outcome_of(exc), duration=time.monotonic() - started)
+            if exc.fatal:
+                log.warning("%s on %s: %s; replacing it", type(exc).__name__, instance.id, exc.detail)
+            raise
+        except BaseException:
+            self._telemetry.record(key, event.trigger, "error")
+            raise
+        finally:
+            instance.served += 1
+            deployment.release(instance)
+        finished = time.monotonic()
+        first_line = result.first_line_at if result.first_line_at is not None else started
+        self._telemetry.record(
+            key,
+            event.trigger,
+            "ok",
+            duration=finished - first_line,
+            cold_start=(first_line - arrival) if cold else None,
+        )
+        return result
+
+    def retire(self, key: VersionKey) -> None:
+        """A version no longer receives events: drain its instances (EVE025 7.2.5)."""
+        deployment = self._deployments.get(key)
+        if deployment is not None:
+            deployment.retire()
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._reap_interval)
+            self.reap_idle()
+
+    def reap_idle(self) -> int:
+        now = time.monotonic()
+        removed = 0
+        for key, deployment in list(self._deployments.items()):
+            removed += deployment.reap_idle(now)
+            if deployment.retired and deployment.idle:
+                del self._deployments[key]
+        return removed
+
+    def instances(self) -> Iterator[InstanceInfo]:
+        now = time.monotonic()
+        for deployment in self._deployments.values():
+            for inst in deployment.instances:
+                v = inst.version
+                yield InstanceInfo(
+                    id=inst.id,
+                    tenant=v.tenant,
+                    app=v.app,
+                    function=v.name,
+                    version=v.version,
+                    backend=v.backend,
+                    state="busy" if inst.in_flight else inst.state.value,
+                    in_flight=inst.in_flight,
+                    served=inst.served,
+                    from_pool=inst.from_pool,
+                    init_ms=round(inst.init_seconds * 1000, 3),
+                    idle_s=round(now - inst.last_used, 3) if not inst.in_flight else 0.0,
+                    age_s=round(now - inst.created_at, 3),
+                    memory_mb=inst.reservation.memory_mb,
+                )
+
+    def instance(self, instance_id: str) -> FunctionInstance | None:
+        for deployment in self._deployments.values():
+            for inst in deployment.instances:
+                if inst.id == instance_id:
+                    return inst
+        return None
+
+    def _instance_counts(self) -> Iterator[tuple[VersionKey, str, str, int]]:
+        for key, deployment in self._deployments.items():
+            for state, count in deployment.counts().items():
+                yield key, deployment.version.backend, state, count
+
+    def deployments(self) -> list[FunctionDeployment]:
+        return list(self._deployments.values())
+
+    async def aclose(self, grace_s: float = 5.0) -> None:
+        """Stop taking events, let running ones finish for ``grace_s``, then delete everything."""
+        if self.state is ManagerState.CLOSED:
+            return
+        self.state = ManagerState.CLOSING
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and any(
+            i.in_flight for d in self._deployments.values() for i in d.instances
+        ):
+            await asyncio.sleep(0.02)
+        for deployment in list(self._deployments.values()):
+            await deployment.aclose()
+        self._deployments.clear()
+        self.state = ManagerState.CLOSED

@@ -1,0 +1,180 @@
+"""Serverless metrics per function version (EVE025 7.2.5; gap #5.2).
+
+Invocations, errors, duration (without cold start), cold starts and their
+init time, queue overloads and instances by state: as Prometheus text at
+``/metrics`` and as JSON for the API and CLI. Names and labels are stable and
+documented in ``docs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+VersionKey = tuple[str, str, str]
+
+#: outcome label values; "ok" and the error kinds a user can act on
+OUTCOMES = ("ok", "raised", "crashed", "timeout", "oom", "overloaded", "start_failed", "error")
+
+_DURATION_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+)  # fmt: skip
+
+
+@dataclass
+class VersionStats:
+    """The JSON view of one function version's behaviour since the platform started."""
+
+    invocations: int = 0
+    errors: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    cold_starts: int = 0
+    init_seconds_total: float = 0.0
+    duration_seconds_total: float = 0.0
+    recent_durations: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
+    last_invoked_at: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        durations = sorted(self.recent_durations)
+        ok = self.invocations - self.errors
+
+        def pct(p: float) -> float | None:
+            if not durations:
+                return None
+            return round(durations[min(len(durations) - 1, int(p * len(durations)))] * 1000, 3)
+
+        return {
+            "invocations": self.invocations,
+            "errors": self.errors,
+            "outcomes": dict(self.outcomes),
+            "cold_starts": self.cold_starts,
+            "init_ms_mean": round(self.init_seconds_total / self.cold_starts * 1000, 3)
+            if self.cold_starts
+            else None,
+            "duration_ms_mean": round(self.duration_seconds_total / ok * 1000, 3) if ok > 0 else None,
+            "duration_ms_p50": pct(0.50),
+            "duration_ms_p99": pct(0.99),
+            "last_invoked_at": self.last_invoked_at,
+        }
+
+
+class _InstanceCollector:
+    """Instances by state, read at scrape time from function management."""
+
+    def __init__(self, source: Callable[[], Iterable[tuple[VersionKey, str, str, int]]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "nfaas_instances",
+            "Function instances by state and backend",
+            labels=["app", "function", "version", "backend", "state"],
+        )
+        for (app, name, version), backend, state, count in self._source():
+            family.add_metric([app, name, version, backend, state], count)
+        yield family
+
+
+class Telemetry:
+    """Records every invocation outcome; nothing is dropped without being counted."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = ["app", "function", "version"]
+        self._invocations = Counter(
+            "nfaas_invocations",
+            "Invocations by trigger and outcome",
+            [*labels, "trigger", "outcome"],
+            registry=self.registry,
+        )
+        self._duration = Histogram(
+            "nfaas_invocation_duration_seconds",
+            "Time the function spent on an event, cold start excluded",
+            labels,
+            buckets=_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self._cold_starts = Counter(
+            "nfaas_cold_starts", "Events that waited for an instance to be created", labels,
+            registry=self.registry,
+        )  # fmt: skip
+        self._init = Histogram(
+            "nfaas_cold_start_seconds",
+            "Cold start time: event arrival to the function's first line",
+            labels,
+            buckets=_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self._dropped = Counter(
+            "nfaas_trigger_dropped",
+            "Events a trigger could not deliver (no function, too large, overloaded)",
+            ["trigger", "reason"],
+            registry=self.registry,
+        )
+        self._stats: dict[VersionKey, VersionStats] = {}
+        self._children: dict[tuple[VersionKey, str, str], Any] = {}
+
+    def watch_instances(self, source: Callable[[], Iterable[tuple[VersionKey, str, str, int]]]) -> None:
+        self.registry.register(_InstanceCollector(source))  # type: ignore[arg-type]
+
+    def stats(self, key: VersionKey) -> VersionStats:
+        stats = self._stats.get(key)
+        if stats is None:
+            stats = self._stats[key] = VersionStats()
+        return stats
+
+    def record(
+        self,
+        key: VersionKey,
+        trigger: str,
+        outcome: str,
+        *,
+        duration: float | None = None,
+        cold_start: float | None = None,
+    ) -> None:
+        """One invocation: its outcome, the function's duration, and the cold start if it had one."""
+        stats = self.stats(key)
+        stats.invocations += 1
+        stats.outcomes[outcome] = stats.outcomes.get(outcome, 0) + 1
+        stats.last_invoked_at = time.time()
+        if outcome != "ok":
+            stats.errors += 1
+        child = self._children.get((key, trigger, outcome))
+        if child is None:
+            child = self._children[(key, trigger, outcome)] = self._invocations.labels(
+                *key, trigger, outcome
+            )
+        child.inc()
+        if duration is not None:
+            if outcome == "ok":
+                stats.duration_seconds_total += duration
+                stats.recent_durations.append(duration)
+            self._duration.labels(*key).observe(duration)
+        if cold_start is not None:
+            stats.cold_starts += 1
+            stats.init_seconds_total += cold_start
+            self._cold_starts.labels(*key).inc()
+            self._init.labels(*key).observe(cold_start)
+
+    def dropped(self, trigger: str, reason: str) -> None:
+        self._dropped.labels(trigger, reason).inc()
+
+    def dropped_counts(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for metric in self._dropped.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    out[f"{sample.labels['trigger']}:{sample.labels['reason']}"] = sample.value
+        return out
+
+    def as_json(self) -> dict[str, dict[str, Any]]:
+        return {"/".join(key[:2]) + "@" + key[2]: s.as_dict() for key, s in sorted(self._stats.items())}
+
+    def prometheus(self) -> bytes:
+        return generate_latest(self.registry)
