@@ -1,0 +1,3 @@
+from nfaas.cli.main import main
+
+main()

@@ -1,0 +1,38 @@
+"""The REST API and the HTTP trigger, one ASGI application over a ``Platform``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+
+from nfaas import __version__
+from nfaas.api.deps import principal_dependency
+from nfaas.api.problems import nfaas_error_handler, validation_error_handler
+from nfaas.api.routes import events, functions, observe, operations, packages
+from nfaas.errors import NfaasError
+from nfaas.platform import Platform
+
+
+def create_app(platform: Platform) -> FastAPI:
+    app = FastAPI(
+        title="nfaas",
+        version=__version__,
+        summary="Serverless network functions and IoT services on edge nodes",
+        description=(
+            "Package management follows ETSI SOL005 names (`/vnf_packages`); functions, "
+            "runtimes (the FaaS Runtime Software Repository of EVE025 7.2.1), pools (7.2.3), "
+            "triggers (7.2.2), instances and metrics (7.2.5) complete it. Errors are RFC 9457 "
+            "`application/problem+json`. Functions are invoked at `/fn/{app}/{function}` and "
+            "at the custom routes their descriptors bind."
+        ),
+    )
+    app.add_exception_handler(NfaasError, nfaas_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    principal = principal_dependency(platform.auth)
+    for module in (packages, functions, operations, observe):
+        app.include_router(module.router(platform, principal))
+    fn_routes, catch_all = events.routes(platform)
+    app.router.routes.extend(fn_routes)
+    # The custom routes of descriptors come last: every platform path wins over them.
+    app.router.routes.append(catch_all)
+    return app

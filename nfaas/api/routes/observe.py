@@ -1,0 +1,52 @@
+"""What is running and how it behaves: instances, triggers, metrics."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Depends, Response
+
+from nfaas.api.auth import Principal
+from nfaas.platform import Platform
+
+
+def router(platform: Platform, principal: Any) -> APIRouter:
+    api = APIRouter()
+
+    def tenant_of_app(app: str) -> str | None:
+        packages = platform.store.find_onboarded_app(app)
+        return packages[0].tenant if packages else None
+
+    @api.get("/api/v1/instances", tags=["observe"])
+    def list_instances(who: Principal = Depends(principal)) -> list[dict[str, Any]]:
+        return [asdict(i) for i in platform.manager.instances() if who.may_touch(i.tenant)]
+
+    @api.get("/api/v1/triggers", tags=["observe"])
+    def list_triggers(who: Principal = Depends(principal)) -> list[dict[str, Any]]:
+        return [t for t in platform.triggers.snapshot() if who.may_touch(tenant_of_app(t["app"]) or "")]
+
+    @api.get("/api/v1/metrics", tags=["observe"])
+    def metrics_json(who: Principal = Depends(principal)) -> dict[str, Any]:
+        functions = {
+            key: value
+            for key, value in platform.telemetry.as_json().items()
+            if who.may_touch(tenant_of_app(key.split("/", 1)[0]) or "")
+        }
+        out: dict[str, Any] = {"functions": functions}
+        if who.is_operator:
+            out["dropped"] = platform.telemetry.dropped_counts()
+            out["node"] = platform.capacity.snapshot()
+            out["pools"] = {p.id: asdict(p.snapshot()) for p in platform.pools.values()}
+        return out
+
+    @api.get("/metrics", tags=["observe"], response_class=Response)
+    def metrics_prometheus() -> Response:
+        """Prometheus text exposition; names and labels in docs/metrics.md."""
+        return Response(platform.telemetry.prometheus(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @api.get("/healthz", tags=["observe"])
+    def health() -> dict[str, str]:
+        return {"status": platform.state.value}
+
+    return api

@@ -1,0 +1,255 @@
+"""The one place that wires nfaas together (house rule 5).
+
+``Platform`` builds every component from a ``Config``, starts them in order,
+keeps the trigger service and function management in step with the catalog
+(``reconcile``), and shuts down in the reverse order within a bound: stop
+accepting events, let running invocations finish, delete instances, drain
+pools, stop backends, close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from types import TracebackType
+from typing import Self
+
+from nfaas.api.auth import Auth
+from nfaas.catalog.blobs import BlobStore
+from nfaas.catalog.functions import FunctionCatalog
+from nfaas.catalog.onboarding import Onboarding
+from nfaas.catalog.store import PoolRecord, StateStore
+from nfaas.config import Config
+from nfaas.errors import BackendUnavailable, InvalidRequest, NotFound
+from nfaas.lifecycle.deployment import FunctionVersion
+from nfaas.lifecycle.infra import NodeCapacity, measured_capacity
+from nfaas.lifecycle.manager import FunctionManager
+from nfaas.lifecycle.pools import RuntimePool
+from nfaas.packages.archive import ArchiveLimits
+from nfaas.packages.descriptors import FunctionDescriptor
+from nfaas.runtimes.repository import RuntimeRepository
+from nfaas.sandboxes.base import SandboxBackend
+from nfaas.sandboxes.registry import backend_class
+from nfaas.telemetry.metrics import Telemetry
+from nfaas.triggers.base import TriggerBinding
+from nfaas.triggers.distributor import Distributor, VersionPolicy
+from nfaas.triggers.router import Router
+from nfaas.triggers.service import TriggerService, bindings_of
+
+log = logging.getLogger(__name__)
+
+
+class PlatformState(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+class Platform:
+    def __init__(self, config: Config, *, backends: dict[str, SandboxBackend] | None = None) -> None:
+        self.config = config
+        self.state = PlatformState.NEW
+        #: backends given by the caller (tests) are used as they are and not closed here
+        self._given = dict(backends or {})
+        self._backends: dict[str, SandboxBackend] = dict(self._given)
+        self._backend_lock = asyncio.Lock()
+        self.pools: dict[str, RuntimePool] = {}
+        self._reconcile_lock = asyncio.Lock()
+        self.bindings: list[TriggerBinding] = []
+
+        data = config.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        self.store = StateStore(data / "state.db")
+        self.blobs = BlobStore(data / "store")
+        self.runtimes = RuntimeRepository(self.store)
+        self.telemetry = Telemetry()
+        self.capacity = self._capacity()
+        self.manager = FunctionManager(
+            self.capacity,
+            self.telemetry,
+            self.backend_now,
+            self._pool_for,
+            reap_interval_s=config.reap_interval_s,
+        )
+        self.catalog = FunctionCatalog(self.store, self.blobs, data / "functions")
+        self.distributor = Distributor()
+        self.router = Router(
+            self.catalog,
+            self.distributor,
+            self.manager,
+            self.telemetry,
+            max_event_bytes=config.max_event_bytes,
+        )
+        self.triggers = TriggerService(self.router, self.telemetry, host=config.trigger_host)
+        self.auth = Auth(self.store)
+        self.onboarding = Onboarding(
+            self.store,
+            self.blobs,
+            self.runtimes,
+            self.backend,
+            self._check_bindings,
+            self.reconcile,
+            compiled_root=data / "compiled",
+            limits=ArchiveLimits(max_package_bytes=config.max_package_bytes),
+            allow_code_urls=config.allow_code_urls,
+        )
+
+    def _capacity(self) -> NodeCapacity:
+        saved = self.store.get_setting("capacity") or {}
+        memory, cpu = measured_capacity()
+        return NodeCapacity(
+            memory_mb=saved.get("memory_mb") or self.config.node_memory_mb or memory,
+            cpu=saved.get("cpu") or self.config.node_cpu or cpu,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.runtimes.register_builtins()
+        self.operator_token = self.auth.ensure_operator(self.config.data_dir)
+        if self.config.pools_enabled:
+            for record in self.store.list_pools():
+                await self._ensure_pool(record)
+        self.manager.start()
+        await self.reconcile()
+        self.state = PlatformState.RUNNING
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Ordered, bounded and idempotent shutdown."""
+        if self.state is PlatformState.CLOSED:
+            return
+        self.state = PlatformState.CLOSED
+        await self.triggers.aclose()
+        await self.manager.aclose(grace_s=self.config.shutdown_grace_s)
+        for pool in self.pools.values():
+            await pool.aclose()
+        for name, backend in self._backends.items():
+            if name not in self._given:
+                await backend.aclose()
+        self.store.close()
+
+    # -- backends and pools --------------------------------------------------------------
+
+    async def backend(self, name: str) -> SandboxBackend:
+        """The started backend of that name, started on first use."""
+        async with self._backend_lock:
+            backend = self._backends.get(name)
+            if backend is None:
+                cls = backend_class(name)
+                ok, why = cls.availability()
+                if not ok:
+                    raise BackendUnavailable(f"sandbox backend {name!r} cannot run here: {why}")
+                backend = cls()
+                await backend.start()
+                self._backends[name] = backend
+                log.info("sandbox backend %s started", name)
+            return backend
+
+    def backend_now(self, name: str) -> SandboxBackend:
+        backend = self._backends.get(name)
+        if backend is None:
+            raise BackendUnavailable(f"sandbox backend {name!r} is not started")
+        return backend
+
+    def _pool_for(self, version: FunctionVersion) -> RuntimePool | None:
+        pool = self.pools.get(version.pool_id or "")
+        runtime = version.descriptor.runtime
+        # A pool only serves the runtime it was prepared for.
+        if pool is None or pool.runtime != f"{runtime.name}:{runtime.version}":
+            return None
+        return pool
+
+    async def _ensure_pool(self, record: PoolRecord) -> RuntimePool:
+        pool = self.pools.get(record.id)
+        if pool is None:
+            runtime = self.runtimes.get(record.runtime_name, record.runtime_version)
+            pool = RuntimePool(
+                record.id,
+                runtime.ref,
+                await self.backend(runtime.backend),
+                self.capacity,
+                size=record.size,
+                sandbox_memory_mb=runtime.sandbox_memory_mb,
+            )
+            self.pools[record.id] = pool
+            pool.start()
+        else:
+            pool.resize(record.size)
+        return pool
+
+    async def set_pool(self, pool_id: str, size: int, runtime: tuple[str, str] | None = None) -> RuntimePool:
+        """Create a pool (with ``runtime``) or resize one; the size is kept across restarts."""
+        existing = {p.id: p for p in self.store.list_pools()}.get(pool_id)
+        if existing is None:
+            if runtime is None:
+                raise NotFound(f"no pool {pool_id}; give a runtime to create it")
+            self.runtimes.get(*runtime)
+            record = PoolRecord(pool_id, runtime[0], runtime[1], size)
+        else:
+            if runtime is not None and runtime != (existing.runtime_name, existing.runtime_version):
+                raise InvalidRequest(f"pool {pool_id} serves {existing.runtime_name}:{existing.runtime_version}")
+            record = PoolRecord(pool_id, existing.runtime_name, existing.runtime_version, size)
+        if not 0 <= size <= 256:
+            raise InvalidRequest(f"pool size must be between 0 and 256, not {size}")
+        self.store.upsert_pool(record)
+        return await self._ensure_pool(record)
+
+    async def delete_pool(self, pool_id: str) -> None:
+        if pool_id not in {p.id for p in self.store.list_pools()}:
+            raise NotFound(f"no pool {pool_id}")
+        self.store.delete_pool(pool_id)
+        pool = self.pools.pop(pool_id, None)
+        if pool is not None:
+            await pool.aclose()
+
+    # -- keeping triggers and management in step with the catalog -----------------------
+
+    def enabled_apps(self) -> set[str]:
+        return {
+            p.app
+            for p in self.store.list_packages()
+            if p.app and p.kind == "application" and p.onboarding_state == "ONBOARDED"
+            and p.operational_state == "ENABLED"
+        }  # fmt: skip
+
+    def current_versions(self) -> dict[tuple[str, str], FunctionVersion]:
+        enabled = self.enabled_apps()
+        out: dict[tuple[str, str], FunctionVersion] = {}
+        for (app, name), version in self.store.current_versions().items():
+            if app in enabled:
+                out[(app, name)] = self.catalog.version(app, name, version)
+        return out
+
+    async def reconcile(self) -> None:
+        """Make distributor, instances and trigger listeners match the stored catalog."""
+        async with self._reconcile_lock:
+            current = self.current_versions()
+            for fv in current.values():
+                await self.backend(fv.backend)
+            self.distributor.set_policies({k: VersionPolicy.single(v.version) for k, v in current.items()})
+            live = {v.key for v in current.values()}
+            for deployment in self.manager.deployments():
+                if deployment.version.key not in live:
+                    self.manager.retire(deployment.version.key)
+            self.bindings = bindings_of_versions(current.values())
+            await self.triggers.reconcile(self.bindings)
+
+    def _check_bindings(self, app: str, descriptors: list[FunctionDescriptor]) -> None:
+        self.triggers.check(app, descriptors, self.bindings)
+
+
+def bindings_of_versions(versions: object) -> list[TriggerBinding]:
+    out: list[TriggerBinding] = []
+    for fv in versions:  # type: ignore[attr-defined]
+        out.extend(bindings_of(fv.app, [fv.descriptor]))
+    return out

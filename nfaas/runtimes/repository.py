@@ -1,0 +1,121 @@
+"""The FaaS Runtime Software Repository, FRSR (EVE025 7.2.1, gap #1.1).
+
+Runtimes are indexed by name and version; each names the sandbox backend that
+runs it. Descriptors reference runtimes by name and version, and onboarding
+refuses a package whose runtime is not here. The runtimes the built-in
+backends need are registered on first start, with a runtime pool each.
+"""
+
+from __future__ import annotations
+
+import time
+
+from nfaas.catalog.store import PoolRecord, RuntimeRecord, StateStore
+from nfaas.errors import Conflict, InvalidRequest, NotFound, UnknownRuntime
+from nfaas.packages.descriptors import NAME_PATTERN, VERSION_PATTERN, RuntimeRef
+from nfaas.sandboxes.registry import BACKENDS
+
+import re
+
+#: (runtime, backend, description, memory of one prepared sandbox, default pool size)
+BUILTIN_RUNTIMES: tuple[tuple[RuntimeRef, str, str, int, int], ...] = (
+    (
+        RuntimeRef(name="python", version="3.11"),
+        "process",
+        "CPython 3.11 functions `def handle(event, context)`, forked from a warm zygote",
+        12,
+        2,
+    ),
+    (
+        RuntimeRef(name="wasm", version="1"),
+        "wasm",
+        "WebAssembly modules on wasmtime with fuel and memory limits (see docs/wasm-abi.md)",
+        1,
+        2,
+    ),
+)
+
+
+def default_pool_id(name: str, version: str) -> str:
+    return f"{name}-{version}".replace(".", "-")
+
+
+class RuntimeRepository:
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+
+    def register_builtins(self) -> None:
+        """First start: the runtimes of the built-in backends and a default pool for each."""
+        with self._store.transaction():
+            for ref, backend, description, memory_mb, pool_size in BUILTIN_RUNTIMES:
+                if self._store.get_runtime(ref.name, ref.version) is None:
+                    self._store.upsert_runtime(
+                        RuntimeRecord(ref.name, ref.version, backend, description, True, memory_mb, time.time())
+                    )
+                    pool_id = default_pool_id(ref.name, ref.version)
+                    self._store.upsert_pool(PoolRecord(pool_id, ref.name, ref.version, pool_size))
+
+    def create(
+        self, name: str, version: str, backend: str, description: str = "", sandbox_memory_mb: int = 16
+    ) -> RuntimeRecord:
+        if not re.match(NAME_PATTERN, name) or not re.match(VERSION_PATTERN, version):
+            raise InvalidRequest(f"runtime name {name!r} or version {version!r} is not valid")
+        if backend not in BACKENDS:
+            raise InvalidRequest(
+                f"unknown sandbox backend {backend!r} (known: {', '.join(sorted(BACKENDS))})"
+            )
+        if self._store.get_runtime(name, version) is not None:
+            raise Conflict(f"runtime {name}:{version} already exists")
+        record = RuntimeRecord(name, version, backend, description, False, sandbox_memory_mb, time.time())
+        self._store.upsert_runtime(record)
+        return record
+
+    def get(self, name: str, version: str) -> RuntimeRecord:
+        record = self._store.get_runtime(name, version)
+        if record is None:
+            raise NotFound(f"no runtime {name}:{version} in the runtime repository")
+        return record
+
+    def resolve(self, ref: RuntimeRef, *, where: str) -> RuntimeRecord:
+        """The runtime a descriptor names, or UnknownRuntime saying which and what exists."""
+        record = self._store.get_runtime(ref.name, ref.version)
+        if record is None:
+            known = ", ".join(r.ref for r in self._store.list_runtimes()) or "none"
+            raise UnknownRuntime(
+                f"{where}: runtime {ref.name}:{ref.version} is not in the runtime repository "
+                f"(available: {known})"
+            )
+        return record
+
+    def query(self, name: str | None = None) -> list[RuntimeRecord]:
+        return self._store.list_runtimes(name)
+
+    def update(self, name: str, version: str, *, description: str | None = None,
+               sandbox_memory_mb: int | None = None) -> RuntimeRecord:  # fmt: skip
+        record = self.get(name, version)
+        changed = RuntimeRecord(
+            record.name,
+            record.version,
+            record.backend,
+            record.description if description is None else description,
+            record.builtin,
+            record.sandbox_memory_mb if sandbox_memory_mb is None else sandbox_memory_mb,
+            record.created_at,
+        )
+        self._store.upsert_runtime(changed)
+        return changed
+
+    def delete(self, name: str, version: str) -> None:
+        self.get(name, version)
+        users = [
+            f"{f.app}/{f.name}@{f.version}"
+            for f in self._store.list_functions()
+            if f.descriptor["runtime"] == {"name": name, "version": version}
+        ]
+        if users:
+            raise Conflict(f"runtime {name}:{version} is used by {', '.join(users[:5])}")
+        pools = [p.id for p in self._store.list_pools() if (p.runtime_name, p.runtime_version) == (name, version)]
+        with self._store.transaction():
+            for pool_id in pools:
+                self._store.delete_pool(pool_id)
+            self._store.delete_runtime(name, version)

@@ -1,0 +1,68 @@
+"""``nfaas up``: the platform and its API in one process, on one event loop."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import uvicorn
+
+from nfaas.api.app import create_app
+from nfaas.api.auth import write_client_config
+from nfaas.config import Config
+from nfaas.errors import DuplicatePackage, NfaasError
+from nfaas.platform import Platform
+
+log = logging.getLogger("nfaas")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+async def serve(config: Config, onboard: list[Path] | None = None) -> None:
+    """Run until SIGINT/SIGTERM, then shut down in order within the configured bound."""
+    async with Platform(config) as platform:
+        app = create_app(platform)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=config.host,
+                port=config.port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=int(config.shutdown_grace_s),
+            )
+        )
+        write_client_config(config.data_dir, config.url, platform.operator_token)
+        for path in onboard or []:
+            await _onboard(platform, path)
+        log.info(
+            "nfaas up: API %s, data in %s, operator token in %s",
+            config.url,
+            config.data_dir,
+            config.data_dir / "operator.token",
+        )
+        await server.serve()
+        log.info("shutting down: stopping triggers, draining instances (up to %g s)", config.shutdown_grace_s)
+    log.info("nfaas stopped")
+
+
+async def _onboard(platform: Platform, path: Path) -> None:
+    """``nfaas up --onboard``: a package file, or a source folder built on the spot."""
+    from nfaas.packages.builder import build_package
+
+    data = build_package(path) if path.is_dir() else path.read_bytes()
+    try:
+        record = await platform.onboarding.onboard(data, "operator", expect="application")
+    except NfaasError as exc:
+        if isinstance(exc, DuplicatePackage):
+            log.info("%s: already onboarded", path)
+            return
+        raise
+    log.info("onboarded %s: %s %s (%s)", path, record.app, record.version, ", ".join(record.functions))
