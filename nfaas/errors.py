@@ -108,7 +108,9 @@ class DescriptorError(PackageError):
 
     title = "Invalid descriptor"
 
-    def __init__(self, detail: str, *, file: str, errors: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, detail: str, *, file: str, errors: list[dict[str, Any]] | None = None
+    ) -> None:
         super().__init__(detail, file=file, errors=errors or [])
         self.file = file
         self.errors = errors or []

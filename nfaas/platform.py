@@ -47,7 +47,9 @@ class PlatformState(enum.Enum):
 
 
 class Platform:
-    def __init__(self, config: Config, *, backends: dict[str, SandboxBackend] | None = None) -> None:
+    def __init__(
+        self, config: Config, *, backends: dict[str, SandboxBackend] | None = None
+    ) -> None:
         self.config = config
         self.state = PlatformState.NEW
         #: backends given by the caller (tests) are used as they are and not closed here
@@ -120,7 +122,10 @@ class Platform:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.aclose()
 
@@ -187,7 +192,9 @@ class Platform:
             pool.resize(record.size)
         return pool
 
-    async def set_pool(self, pool_id: str, size: int, runtime: tuple[str, str] | None = None) -> RuntimePool:
+    async def set_pool(
+        self, pool_id: str, size: int, runtime: tuple[str, str] | None = None
+    ) -> RuntimePool:
         """Create a pool (with ``runtime``) or resize one; the size is kept across restarts."""
         existing = {p.id: p for p in self.store.list_pools()}.get(pool_id)
         if existing is None:
@@ -197,7 +204,9 @@ class Platform:
             record = PoolRecord(pool_id, runtime[0], runtime[1], size)
         else:
             if runtime is not None and runtime != (existing.runtime_name, existing.runtime_version):
-                raise InvalidRequest(f"pool {pool_id} serves {existing.runtime_name}:{existing.runtime_version}")
+                raise InvalidRequest(
+                    f"pool {pool_id} serves {existing.runtime_name}:{existing.runtime_version}"
+                )
             record = PoolRecord(pool_id, existing.runtime_name, existing.runtime_version, size)
         if not 0 <= size <= 256:
             raise InvalidRequest(f"pool size must be between 0 and 256, not {size}")
@@ -236,7 +245,9 @@ class Platform:
             current = self.current_versions()
             for fv in current.values():
                 await self.backend(fv.backend)
-            self.distributor.set_policies({k: VersionPolicy.single(v.version) for k, v in current.items()})
+            self.distributor.set_policies(
+                {k: VersionPolicy.single(v.version) for k, v in current.items()}
+            )
             live = {v.key for v in current.values()}
             for deployment in self.manager.deployments():
                 if deployment.version.key not in live:

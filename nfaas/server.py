@@ -49,7 +49,10 @@ async def serve(config: Config, onboard: list[Path] | None = None) -> None:
             config.data_dir / "operator.token",
         )
         await server.serve()
-        log.info("shutting down: stopping triggers, draining instances (up to %g s)", config.shutdown_grace_s)
+        log.info(
+            "shutting down: stopping triggers, draining instances (up to %g s)",
+            config.shutdown_grace_s,
+        )
     log.info("nfaas stopped")
 
 
@@ -65,4 +68,6 @@ async def _onboard(platform: Platform, path: Path) -> None:
             log.info("%s: already onboarded", path)
             return
         raise
-    log.info("onboarded %s: %s %s (%s)", path, record.app, record.version, ", ".join(record.functions))
+    log.info(
+        "onboarded %s: %s %s (%s)", path, record.app, record.version, ", ".join(record.functions)
+    )

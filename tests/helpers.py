@@ -33,7 +33,9 @@ def write_source(root: Path, app: str, functions: list[dict[str, Any]], *, versi
     (root / "Definitions").mkdir(parents=True, exist_ok=True)
     for fn in functions:
         (root / "Definitions" / f"{fn['name']}.yaml").write_text(yaml.safe_dump(fn))
-        files = (code or {}).get(fn["name"], {"handler.py": "def handle(event, context):\n    return event.body\n"})
+        files = (code or {}).get(
+            fn["name"], {"handler.py": "def handle(event, context):\n    return event.body\n"}
+        )
         for rel, text in files.items():
             target = root / "Files" / fn["name"] / rel
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -44,7 +46,10 @@ def write_source(root: Path, app: str, functions: list[dict[str, Any]], *, versi
             "name": app,
             "version": version,
             "provider": "tests",
-            "functions": [{"name": f["name"], "descriptor": f"Definitions/{f['name']}.yaml"} for f in functions],
+            "functions": [
+                {"name": f["name"], "descriptor": f"Definitions/{f['name']}.yaml"}
+                for f in functions
+            ],
         }
         (root / "Definitions" / "app.yaml").write_text(yaml.safe_dump(app_doc))
     return root

@@ -64,12 +64,16 @@ class Auth:
         if role == "tenant" and tenant == OPERATOR_TENANT:
             raise InvalidRequest(f"{OPERATOR_TENANT!r} is reserved for the operator")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        self._store.add_token(TokenRecord(hash_token(token), tenant, role, name or tenant, time.time()))
+        self._store.add_token(
+            TokenRecord(hash_token(token), tenant, role, name or tenant, time.time())
+        )
         return token
 
     def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
-            raise Unauthenticated("this request needs a bearer token (Authorization: Bearer <token>)")
+            raise Unauthenticated(
+                "this request needs a bearer token (Authorization: Bearer <token>)"
+            )
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
@@ -79,7 +83,9 @@ class Auth:
             record = self._store.find_token(digest)
             if record is None:
                 raise Unauthenticated("unknown token")
-            principal = Principal(record.tenant, "operator" if record.role == "operator" else "tenant")
+            principal = Principal(
+                record.tenant, "operator" if record.role == "operator" else "tenant"
+            )
             self._cache[digest] = principal
         return principal
 

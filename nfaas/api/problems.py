@@ -54,7 +54,9 @@ def problem(status: int, title: str, detail: str, kind: str, **extra: Any) -> Re
     headers: dict[str, str] = {}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="nfaas"'
-    return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return Response(
+        orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
 
 
 async def nfaas_error_handler(request: Request, exc: Exception) -> Response:

@@ -48,7 +48,11 @@ class FunctionCatalog:
         if runtime is None:
             raise NotFound(f"{record.app}/{record.name}: runtime {desc.runtime} was deleted")
         folder = self._blobs.materialise(
-            record.code_tree, self._code_root / record.app / record.name / f"{record.version}-{record.code_tree[:12]}"
+            record.code_tree,
+            self._code_root
+            / record.app
+            / record.name
+            / f"{record.version}-{record.code_tree[:12]}",
         )
         tree = self._blobs.tree(record.code_tree)
         path = folder

@@ -123,7 +123,9 @@ class Onboarding:
         await self._on_change()
         return self.get(package_id, None)
 
-    async def onboard(self, data: bytes, tenant: str, *, expect: str | None = None) -> PackageRecord:
+    async def onboard(
+        self, data: bytes, tenant: str, *, expect: str | None = None
+    ) -> PackageRecord:
         """Create and upload in one step; a refused package leaves no resource behind."""
         record = self.create(tenant)
         try:
@@ -132,7 +134,9 @@ class Onboarding:
             self._store.delete_package(record.id)
             raise
 
-    def set_operational_state(self, package_id: str, state: str, tenant: str | None) -> PackageRecord:
+    def set_operational_state(
+        self, package_id: str, state: str, tenant: str | None
+    ) -> PackageRecord:
         record = self.get(package_id, tenant)
         if state not in ("ENABLED", "DISABLED"):
             raise InvalidRequest("operationalState must be ENABLED or DISABLED")
@@ -178,12 +182,12 @@ class Onboarding:
             self._runtimes.resolve(fn.runtime, where=where)
         self._check_bindings(app, pkg.functions)
 
-        staged: list[tuple[FunctionDescriptor, str, str | None]] = []
+        staged: list[tuple[FunctionDescriptor, str, Path | None]] = []
         for fn in pkg.functions:
-            existing = self._store.get_function(app, fn.name, fn.version)
+            stored = self._store.get_function(app, fn.name, fn.version)
             tree = self._blobs.put_tree(await self._code(pkg, fn))
-            if existing is not None:
-                if existing.code_tree != tree or existing.descriptor != fn.model_dump(mode="json"):
+            if stored is not None:
+                if stored.code_tree != tree or stored.descriptor != fn.model_dump(mode="json"):
                     raise Conflict(
                         f"function {app}/{fn.name} version {fn.version} already exists with other "
                         "code or descriptor; give the new one a new version"
@@ -264,4 +268,3 @@ def usage_state(record: PackageRecord) -> str:
     """SOL005 usage state: a package serves events while ONBOARDED and ENABLED."""
     serving = record.onboarding_state == "ONBOARDED" and record.operational_state == "ENABLED"
     return "IN_USE" if serving else "NOT_IN_USE"
-

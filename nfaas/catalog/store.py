@@ -167,7 +167,9 @@ class StateStore:
         return TokenRecord(**dict(row)) if row else None
 
     def count_tokens(self, role: str) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM tokens WHERE role = ?", (role,)).fetchone()[0])
+        return int(
+            self._db.execute("SELECT COUNT(*) FROM tokens WHERE role = ?", (role,)).fetchone()[0]
+        )
 
     # -- packages --------------------------------------------------------------------
 
@@ -177,7 +179,8 @@ class StateStore:
         row["functions"] = json.dumps(record.functions)
         cols = ", ".join(row)
         self._db.execute(
-            f"INSERT INTO packages ({cols}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
+            f"INSERT INTO packages ({cols}) VALUES ({', '.join('?' * len(row))})",
+            tuple(row.values()),
         )
 
     def update_package(self, package_id: str, **changes: Any) -> PackageRecord:
@@ -187,7 +190,9 @@ class StateStore:
             changes["functions"] = json.dumps(changes["functions"])
         changes["updated_at"] = time.time()
         sets = ", ".join(f"{k} = ?" for k in changes)
-        self._db.execute(f"UPDATE packages SET {sets} WHERE id = ?", (*changes.values(), package_id))
+        self._db.execute(
+            f"UPDATE packages SET {sets} WHERE id = ?", (*changes.values(), package_id)
+        )
         record = self.get_package(package_id)
         assert record is not None
         return record
@@ -227,7 +232,8 @@ class StateStore:
 
     def get_function(self, app: str, name: str, version: str) -> FunctionRecord | None:
         row = self._db.execute(
-            "SELECT * FROM functions WHERE app = ? AND name = ? AND version = ?", (app, name, version)
+            "SELECT * FROM functions WHERE app = ? AND name = ? AND version = ?",
+            (app, name, version),
         ).fetchone()
         return _function(row) if row else None
 
@@ -277,7 +283,9 @@ class StateStore:
         if name is None:
             rows = self._db.execute("SELECT * FROM runtimes ORDER BY name, version")
         else:
-            rows = self._db.execute("SELECT * FROM runtimes WHERE name = ? ORDER BY version", (name,))
+            rows = self._db.execute(
+                "SELECT * FROM runtimes WHERE name = ? ORDER BY version", (name,)
+            )
         return [_runtime(r) for r in rows]
 
     def delete_runtime(self, name: str, version: str) -> None:

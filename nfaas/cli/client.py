@@ -9,7 +9,6 @@ the machine that runs the platform every command works with no setup.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +46,9 @@ def resolve_target(url: str | None, token: str | None, env: Mapping[str, str]) -
         ("flags", {"url": url, "token": token}),
         ("environment", {"url": env.get("NFAAS_URL"), "token": env.get("NFAAS_TOKEN")}),
     ]
-    config_path = Path(env.get("NFAAS_CONFIG") or Path(env.get("HOME", "/root")) / ".config/nfaas/config.json")
+    config_path = Path(
+        env.get("NFAAS_CONFIG") or Path(env.get("HOME", "/root")) / ".config/nfaas/config.json"
+    )
     sources.append((str(config_path), _read_json(config_path)))
     client_path = default_data_dir(env) / "client.json"
     sources.append((str(client_path), _read_json(client_path)))
@@ -73,7 +74,10 @@ class Client:
         except httpx.TransportError as exc:
             raise ApiError(
                 0,
-                {"title": "Platform unreachable", "detail": f"cannot reach nfaas at {self.target.url} ({exc}); is `nfaas up` running?"},
+                {
+                    "title": "Platform unreachable",
+                    "detail": f"cannot reach nfaas at {self.target.url} ({exc}); is `nfaas up` running?",
+                },
             ) from exc
         if response.status_code >= 400:
             try:

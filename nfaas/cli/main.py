@@ -14,10 +14,16 @@ from rich.table import Table
 
 from nfaas.cli.client import ApiError, Client, resolve_target
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Serverless network functions on the edge.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Serverless network functions on the edge."
+)
 package_app = typer.Typer(no_args_is_help=True, help="Build and check packages offline.")
-packages_app = typer.Typer(no_args_is_help=True, help="Onboarded packages (SOL005 package management).")
-runtimes_app = typer.Typer(help="The FaaS Runtime Software Repository.", invoke_without_command=True)
+packages_app = typer.Typer(
+    no_args_is_help=True, help="Onboarded packages (SOL005 package management)."
+)
+runtimes_app = typer.Typer(
+    help="The FaaS Runtime Software Repository.", invoke_without_command=True
+)
 pools_app = typer.Typer(help="Runtime resource pools.", invoke_without_command=True)
 token_app = typer.Typer(no_args_is_help=True, help="API tokens.")
 app.add_typer(package_app, name="package")
@@ -29,8 +35,14 @@ app.add_typer(token_app, name="token")
 out = Console()
 err = Console(stderr=True)
 
-UrlOpt = Annotated[str | None, typer.Option("--url", help="API address (default: NFAAS_URL, config, local platform)")]
-TokenOpt = Annotated[str | None, typer.Option("--token", help="bearer token (default: NFAAS_TOKEN, config, local operator)")]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option("--url", help="API address (default: NFAAS_URL, config, local platform)"),
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option("--token", help="bearer token (default: NFAAS_TOKEN, config, local operator)"),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print raw JSON")]
 
 
@@ -48,7 +60,7 @@ def call(fn: Any) -> Any:
         return fn()
     except ApiError as exc:
         problem = exc.problem
-        text = problem.get("detail") or problem.get("title")
+        text = str(problem.get("detail") or problem.get("title") or f"HTTP {exc.status}")
         title = problem.get("title")
         if title and title not in text:
             text = f"{title}: {text}"
@@ -57,7 +69,9 @@ def call(fn: Any) -> Any:
         fail(text)
 
 
-def table(rows: list[dict[str, Any]], columns: list[str], as_json: bool, title: str | None = None) -> None:
+def table(
+    rows: list[dict[str, Any]], columns: list[str], as_json: bool, title: str | None = None
+) -> None:
     if as_json:
         out.print_json(json.dumps(rows))
         return
@@ -77,11 +91,19 @@ def table(rows: list[dict[str, Any]], columns: list[str], as_json: bool, title: 
 
 @app.command()
 def up(
-    port: Annotated[int | None, typer.Option(help="API and HTTP trigger port (default 8080)")] = None,
-    host: Annotated[str | None, typer.Option(help="API address to bind (default 127.0.0.1)")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="API and HTTP trigger port (default 8080)")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="API address to bind (default 127.0.0.1)")
+    ] = None,
     data_dir: Annotated[Path | None, typer.Option(help="state, code store and tokens")] = None,
-    listen: Annotated[str | None, typer.Option(help="address UDP/TCP triggers bind (default 127.0.0.1)")] = None,
-    onboard: Annotated[list[Path] | None, typer.Option(help="package or source folder to onboard on start")] = None,
+    listen: Annotated[
+        str | None, typer.Option(help="address UDP/TCP triggers bind (default 127.0.0.1)")
+    ] = None,
+    onboard: Annotated[
+        list[Path] | None, typer.Option(help="package or source folder to onboard on start")
+    ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
 ) -> None:
     """Start the platform on this node: REST API, triggers and function management."""
@@ -92,7 +114,12 @@ def up(
     from nfaas.server import configure_logging, serve
 
     config = Config.from_env(
-        os.environ, port=port, host=host, data_dir=data_dir, trigger_host=listen, log_level=log_level
+        os.environ,
+        port=port,
+        host=host,
+        data_dir=data_dir,
+        trigger_host=listen,
+        log_level=log_level,
     )
     configure_logging(config.log_level)
     try:
@@ -122,7 +149,9 @@ def package_build(
         fail(exc.detail)
     output.write_bytes(data)
     pkg = read_package(data)
-    out.print(f"built {output}: {pkg.kind} package {pkg.name} {pkg.version}, {len(pkg.files)} files, {len(data)} bytes")
+    out.print(
+        f"built {output}: {pkg.kind} package {pkg.name} {pkg.version}, {len(pkg.files)} files, {len(data)} bytes"
+    )
 
 
 @package_app.command("verify")
@@ -137,7 +166,9 @@ def package_verify(path: Annotated[Path, typer.Argument(help="a .csar file")]) -
         fail(f"{path}: {exc.detail}")
     except OSError as exc:
         fail(str(exc))
-    out.print(f"{path}: valid {pkg.kind} package {pkg.name} {pkg.version} (sha256 {pkg.sha256[:16]}…)")
+    out.print(
+        f"{path}: valid {pkg.kind} package {pkg.name} {pkg.version} (sha256 {pkg.sha256[:16]}…)"
+    )
     for fn in pkg.functions:
         triggers = ", ".join(_trigger_text(t.model_dump()) for t in fn.triggers) or "no triggers"
         out.print(f"  {fn.name} {fn.version}  runtime {fn.runtime}  {triggers}")
@@ -158,7 +189,9 @@ def _trigger_text(t: dict[str, Any]) -> str:
 @app.command()
 def onboard(
     path: Annotated[Path, typer.Argument(help="a .csar package, or a source folder to build")],
-    function: Annotated[bool, typer.Option("--function", help="a function package: update one function")] = False,
+    function: Annotated[
+        bool, typer.Option("--function", help="a function package: update one function")
+    ] = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -176,7 +209,9 @@ def onboard(
         data = path.read_bytes()
     endpoint = "/api/v1/function_packages" if function else "/api/v1/onboard"
     c = client(url, token)
-    pkg = call(lambda: c.json("POST", endpoint, content=data, headers={"Content-Type": "application/zip"}))
+    pkg = call(
+        lambda: c.json("POST", endpoint, content=data, headers={"Content-Type": "application/zip"})
+    )
     if as_json:
         out.print_json(json.dumps(pkg))
         return
@@ -190,11 +225,29 @@ def onboard(
 def packages_ls(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """List packages."""
     rows = call(lambda: client(url, token).json("GET", "/api/v1/vnf_packages"))
-    table(rows, ["id", "kind", "appName", "version", "onboardingState", "operationalState", "usageState", "tenant"], as_json, "packages")
+    table(
+        rows,
+        [
+            "id",
+            "kind",
+            "appName",
+            "version",
+            "onboardingState",
+            "operationalState",
+            "usageState",
+            "tenant",
+        ],
+        as_json,
+        "packages",
+    )
 
 
 def _set_state(package_id: str, state: str, url: str | None, token: str | None) -> None:
-    pkg = call(lambda: client(url, token).json("PATCH", f"/api/v1/vnf_packages/{package_id}", json={"operationalState": state}))
+    pkg = call(
+        lambda: client(url, token).json(
+            "PATCH", f"/api/v1/vnf_packages/{package_id}", json={"operationalState": state}
+        )
+    )
     out.print(f"package {pkg['id']} is {pkg['operationalState']}")
 
 
@@ -226,7 +279,12 @@ def ls(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> 
         r["triggers"] = " ".join(_trigger_text(t) for t in r["triggers"])
         r["versions"] = ",".join(r["versions"])
         r["state"] = "enabled" if r["enabled"] else "disabled"
-    table(rows, ["function", "currentVersion", "versions", "runtime", "triggers", "state"], as_json, "functions")
+    table(
+        rows,
+        ["function", "currentVersion", "versions", "runtime", "triggers", "state"],
+        as_json,
+        "functions",
+    )
 
 
 @app.command()
@@ -235,7 +293,23 @@ def instances(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = Fal
     rows = call(lambda: client(url, token).json("GET", "/api/v1/instances"))
     for r in rows:
         r["function"] = f"{r['app']}/{r['function']}@{r['version']}"
-    table(rows, ["id", "function", "backend", "state", "in_flight", "served", "from_pool", "init_ms", "idle_s", "memory_mb"], as_json, "instances")
+    table(
+        rows,
+        [
+            "id",
+            "function",
+            "backend",
+            "state",
+            "in_flight",
+            "served",
+            "from_pool",
+            "init_ms",
+            "idle_s",
+            "memory_mb",
+        ],
+        as_json,
+        "instances",
+    )
 
 
 @app.command()
@@ -244,12 +318,16 @@ def triggers(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = Fals
     rows = call(lambda: client(url, token).json("GET", "/api/v1/triggers"))
     for r in rows:
         r["function"] = f"{r['app']}/{r['function']}"
-    table(rows, ["binding", "function", "state", "delivered", "failed", "error"], as_json, "triggers")
+    table(
+        rows, ["binding", "function", "state", "delivered", "failed", "error"], as_json, "triggers"
+    )
 
 
 @app.command()
 def metrics(
-    prometheus: Annotated[bool, typer.Option("--prometheus", help="the Prometheus text exposition")] = False,
+    prometheus: Annotated[
+        bool, typer.Option("--prometheus", help="the Prometheus text exposition")
+    ] = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -264,16 +342,34 @@ def metrics(
         out.print_json(json.dumps(data))
         return
     rows = [{"function": k, **v} for k, v in data["functions"].items()]
-    table(rows, ["function", "invocations", "errors", "cold_starts", "init_ms_mean", "duration_ms_p50", "duration_ms_p99"], False, "metrics")
+    table(
+        rows,
+        [
+            "function",
+            "invocations",
+            "errors",
+            "cold_starts",
+            "init_ms_mean",
+            "duration_ms_p50",
+            "duration_ms_p99",
+        ],
+        False,
+        "metrics",
+    )
     if data.get("dropped"):
-        out.print("dropped by triggers: " + ", ".join(f"{k}={v:g}" for k, v in data["dropped"].items()))
+        out.print(
+            "dropped by triggers: " + ", ".join(f"{k}={v:g}" for k, v in data["dropped"].items())
+        )
 
 
 @app.command()
 def invoke(
     target: Annotated[str, typer.Argument(help="app/function")],
     data: Annotated[str | None, typer.Option("--data", "-d", help="event body")] = None,
-    file: Annotated[Path | None, typer.Option("--file", "-f", help="read the event body from a file ('-' = stdin)")] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", help="read the event body from a file ('-' = stdin)"),
+    ] = None,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
@@ -284,7 +380,11 @@ def invoke(
     body = data.encode() if data is not None else b""
     if file is not None:
         body = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
-    response = call(lambda: client(url, token).request("POST", f"/api/v1/functions/{app_name}/{fn}/invoke", content=body))
+    response = call(
+        lambda: client(url, token).request(
+            "POST", f"/api/v1/functions/{app_name}/{fn}/invoke", content=body
+        )
+    )
     sys.stdout.buffer.write(response.content)
     if response.content and not response.content.endswith(b"\n") and sys.stdout.isatty():
         sys.stdout.write("\n")
@@ -294,11 +394,18 @@ def invoke(
 
 
 @runtimes_app.callback()
-def runtimes_ls(ctx: typer.Context, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+def runtimes_ls(
+    ctx: typer.Context, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
     """List runtimes (with no subcommand)."""
     if ctx.invoked_subcommand is None:
         rows = call(lambda: client(url, token).json("GET", "/api/v1/runtimes"))
-        table(rows, ["name", "version", "backend", "builtin", "sandbox_memory_mb", "description"], as_json, "runtimes")
+        table(
+            rows,
+            ["name", "version", "backend", "builtin", "sandbox_memory_mb", "description"],
+            as_json,
+            "runtimes",
+        )
 
 
 @runtimes_app.command("add")
@@ -317,7 +424,11 @@ def runtimes_add(
 
 
 @runtimes_app.command("rm")
-def runtimes_rm(ref: Annotated[str, typer.Argument(help="name:version")], url: UrlOpt = None, token: TokenOpt = None) -> None:
+def runtimes_rm(
+    ref: Annotated[str, typer.Argument(help="name:version")],
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
     """Delete a runtime no function uses (operator)."""
     name, _, version = ref.partition(":")
     call(lambda: client(url, token).request("DELETE", f"/api/v1/runtimes/{name}/{version}"))
@@ -325,11 +436,18 @@ def runtimes_rm(ref: Annotated[str, typer.Argument(help="name:version")], url: U
 
 
 @pools_app.callback()
-def pools_ls(ctx: typer.Context, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+def pools_ls(
+    ctx: typer.Context, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
     """List runtime pools (with no subcommand)."""
     if ctx.invoked_subcommand is None:
         rows = call(lambda: client(url, token).json("GET", "/api/v1/pools"))
-        table(rows, ["id", "runtime", "size", "ready", "preparing", "taken", "errors", "last_error"], as_json, "pools")
+        table(
+            rows,
+            ["id", "runtime", "size", "ready", "preparing", "taken", "errors", "last_error"],
+            as_json,
+            "pools",
+        )
 
 
 @pools_app.command("set")
@@ -372,7 +490,9 @@ def node(
     """Show (or, as operator, set) the node's capacity and reservations."""
     c = client(url, token)
     if memory_mb is not None or cpu is not None:
-        snap = call(lambda: c.json("PATCH", "/api/v1/node", json={"memory_mb": memory_mb, "cpu": cpu}))
+        snap = call(
+            lambda: c.json("PATCH", "/api/v1/node", json={"memory_mb": memory_mb, "cpu": cpu})
+        )
     else:
         snap = call(lambda: c.json("GET", "/api/v1/node"))
     table([snap], list(snap), as_json, "node")

@@ -136,7 +136,10 @@ class FunctionDeployment:
         pending = len(self._waiters)
         if pending < slots_coming:
             return await self._wait(queued=False)
-        if not self.retired and self._live_count() + self._starting < self.scaling.instance_threshold:
+        if (
+            not self.retired
+            and self._live_count() + self._starting < self.scaling.instance_threshold
+        ):
             self._start_instance()
             return await self._wait(queued=False)
         queued = sum(1 for w in self._waiters if w.queued)
@@ -203,7 +206,11 @@ class FunctionDeployment:
             self._waiters.remove(waiter)
         except ValueError:
             pass
-        if waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is None:
+        if (
+            waiter.future.done()
+            and not waiter.future.cancelled()
+            and waiter.future.exception() is None
+        ):
             # A slot was handed over at the very moment we gave up: give it back.
             instance, _ = waiter.future.result()
             self.release(instance)
@@ -350,9 +357,10 @@ class FunctionDeployment:
     async def aclose(self) -> None:
         """Delete every instance and fail every waiter; idempotent."""
         self.retired = True
-        self._fail_waiters(Overloaded("the platform is shutting down", reason="shutdown"), len(self._waiters))
+        self._fail_waiters(
+            Overloaded("the platform is shutting down", reason="shutdown"), len(self._waiters)
+        )
         for instance in list(self.instances):
             self._remove(instance, "shutdown")
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-

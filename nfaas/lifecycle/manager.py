@@ -82,7 +82,7 @@ class FunctionManager:
         capacity: NodeCapacity,
         telemetry: Telemetry,
         backend_for: Callable[[str], SandboxBackend],
-        pool_for: Callable[[str | None], RuntimePool | None],
+        pool_for: Callable[[FunctionVersion], RuntimePool | None],
         *,
         reap_interval_s: float = 0.5,
     ) -> None:
@@ -112,7 +112,8 @@ class FunctionManager:
             instance.version.code.ref,
             kind,
             instance.version.backend,
-            f"init {instance.init_seconds * 1000:.1f} ms" + (", from pool" if instance.from_pool else ""),
+            f"init {instance.init_seconds * 1000:.1f} ms"
+            + (", from pool" if instance.from_pool else ""),
         )
         for listener in self._listeners:
             listener(kind, instance)
@@ -127,14 +128,16 @@ class FunctionManager:
             deployment = FunctionDeployment(
                 version,
                 self._backend_for(version.backend),
-                self._pool_for(version.pool_id),
+                self._pool_for(version),
                 self._capacity,
                 on_change=self._changed,
             )
             self._deployments[version.key] = deployment
         return deployment
 
-    async def invoke(self, version: FunctionVersion, event: Event, *, arrival: float | None = None) -> Result:
+    async def invoke(
+        self, version: FunctionVersion, event: Event, *, arrival: float | None = None
+    ) -> Result:
         """Run ``event`` on ``version``: take a slot (maybe cold-starting), invoke, record."""
         arrival = time.monotonic() if arrival is None else arrival
         key = version.key
@@ -150,9 +153,13 @@ class FunctionManager:
         try:
             result = await instance.sandbox.invoke(event)
         except FunctionFailure as exc:
-            self._telemetry.record(key, event.trigger, outcome_of(exc), duration=time.monotonic() - started)
+            self._telemetry.record(
+                key, event.trigger, outcome_of(exc), duration=time.monotonic() - started
+            )
             if exc.fatal:
-                log.warning("%s on %s: %s; replacing it", type(exc).__name__, instance.id, exc.detail)
+                log.warning(
+                    "%s on %s: %s; replacing it", type(exc).__name__, instance.id, exc.detail
+                )
             raise
         except BaseException:
             self._telemetry.record(key, event.trigger, "error")
@@ -238,7 +245,7 @@ class FunctionManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
         deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and any(
+        while time.monotonic() < deadline and any(  # noqa: ASYNC110 (polls counters, bounded)
             i.in_flight for d in self._deployments.values() for i in d.instances
         ):
             await asyncio.sleep(0.02)

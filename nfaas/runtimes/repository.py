@@ -8,14 +8,13 @@ backends need are registered on first start, with a runtime pool each.
 
 from __future__ import annotations
 
+import re
 import time
 
 from nfaas.catalog.store import PoolRecord, RuntimeRecord, StateStore
 from nfaas.errors import Conflict, InvalidRequest, NotFound, UnknownRuntime
 from nfaas.packages.descriptors import NAME_PATTERN, VERSION_PATTERN, RuntimeRef
 from nfaas.sandboxes.registry import BACKENDS
-
-import re
 
 #: (runtime, backend, description, memory of one prepared sandbox, default pool size)
 BUILTIN_RUNTIMES: tuple[tuple[RuntimeRef, str, str, int, int], ...] = (
@@ -50,13 +49,26 @@ class RuntimeRepository:
             for ref, backend, description, memory_mb, pool_size in BUILTIN_RUNTIMES:
                 if self._store.get_runtime(ref.name, ref.version) is None:
                     self._store.upsert_runtime(
-                        RuntimeRecord(ref.name, ref.version, backend, description, True, memory_mb, time.time())
+                        RuntimeRecord(
+                            ref.name,
+                            ref.version,
+                            backend,
+                            description,
+                            True,
+                            memory_mb,
+                            time.time(),
+                        )
                     )
                     pool_id = default_pool_id(ref.name, ref.version)
                     self._store.upsert_pool(PoolRecord(pool_id, ref.name, ref.version, pool_size))
 
     def create(
-        self, name: str, version: str, backend: str, description: str = "", sandbox_memory_mb: int = 16
+        self,
+        name: str,
+        version: str,
+        backend: str,
+        description: str = "",
+        sandbox_memory_mb: int = 16,
     ) -> RuntimeRecord:
         if not re.match(NAME_PATTERN, name) or not re.match(VERSION_PATTERN, version):
             raise InvalidRequest(f"runtime name {name!r} or version {version!r} is not valid")
@@ -66,7 +78,9 @@ class RuntimeRepository:
             )
         if self._store.get_runtime(name, version) is not None:
             raise Conflict(f"runtime {name}:{version} already exists")
-        record = RuntimeRecord(name, version, backend, description, False, sandbox_memory_mb, time.time())
+        record = RuntimeRecord(
+            name, version, backend, description, False, sandbox_memory_mb, time.time()
+        )
         self._store.upsert_runtime(record)
         return record
 
@@ -114,7 +128,11 @@ class RuntimeRepository:
         ]
         if users:
             raise Conflict(f"runtime {name}:{version} is used by {', '.join(users[:5])}")
-        pools = [p.id for p in self._store.list_pools() if (p.runtime_name, p.runtime_version) == (name, version)]
+        pools = [
+            p.id
+            for p in self._store.list_pools()
+            if (p.runtime_name, p.runtime_version) == (name, version)
+        ]
         with self._store.transaction():
             for pool_id in pools:
                 self._store.delete_pool(pool_id)

@@ -169,7 +169,7 @@ class SandboxBackend(ABC):
         """Whether this machine can run the backend, and if not, why."""
         return True, "available"
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 (optional hook)
         """Start shared machinery (a zygote, an engine). Called once before ``create``."""
 
     @abstractmethod
@@ -185,7 +185,7 @@ class SandboxBackend(ABC):
         """
         return None
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 (optional hook)
         """Stop shared machinery; idempotent."""
 
     async def __aenter__(self) -> Self:

@@ -72,7 +72,9 @@ class MockSandbox(Sandbox):
                 self.state = SandboxState.FAILED
             raise
         except Exception as exc:
-            raise FunctionRaised(f"{type(exc).__name__}: {exc}", exc_type=type(exc).__name__) from exc
+            raise FunctionRaised(
+                f"{type(exc).__name__}: {exc}", exc_type=type(exc).__name__
+            ) from exc
         return Result(body=out, first_line_at=started)
 
     async def stats(self) -> SandboxStats:

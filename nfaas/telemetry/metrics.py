@@ -57,7 +57,9 @@ class VersionStats:
             "init_ms_mean": round(self.init_seconds_total / self.cold_starts * 1000, 3)
             if self.cold_starts
             else None,
-            "duration_ms_mean": round(self.duration_seconds_total / ok * 1000, 3) if ok > 0 else None,
+            "duration_ms_mean": round(self.duration_seconds_total / ok * 1000, 3)
+            if ok > 0
+            else None,
             "duration_ms_p50": pct(0.50),
             "duration_ms_p99": pct(0.99),
             "last_invoked_at": self.last_invoked_at,
@@ -120,8 +122,10 @@ class Telemetry:
         self._stats: dict[VersionKey, VersionStats] = {}
         self._children: dict[tuple[VersionKey, str, str], Any] = {}
 
-    def watch_instances(self, source: Callable[[], Iterable[tuple[VersionKey, str, str, int]]]) -> None:
-        self.registry.register(_InstanceCollector(source))  # type: ignore[arg-type]
+    def watch_instances(
+        self, source: Callable[[], Iterable[tuple[VersionKey, str, str, int]]]
+    ) -> None:
+        self.registry.register(_InstanceCollector(source))
 
     def stats(self, key: VersionKey) -> VersionStats:
         stats = self._stats.get(key)
@@ -174,7 +178,9 @@ class Telemetry:
         return out
 
     def as_json(self) -> dict[str, dict[str, Any]]:
-        return {"/".join(key[:2]) + "@" + key[2]: s.as_dict() for key, s in sorted(self._stats.items())}
+        return {
+            "/".join(key[:2]) + "@" + key[2]: s.as_dict() for key, s in sorted(self._stats.items())
+        }
 
     def prometheus(self) -> bytes:
         return generate_latest(self.registry)

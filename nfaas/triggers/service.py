@@ -17,7 +17,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from nfaas.errors import BindingConflict
-from nfaas.packages.descriptors import FunctionDescriptor, HttpTrigger, TcpTrigger, TimerTrigger, UdpTrigger
+from nfaas.packages.descriptors import (
+    FunctionDescriptor,
+    HttpTrigger,
+    TcpTrigger,
+    TimerTrigger,
+    UdpTrigger,
+)
 from nfaas.telemetry.metrics import Telemetry
 from nfaas.triggers.base import SourceState, TriggerBinding, TriggerSource
 from nfaas.triggers.router import HttpRoute, Router
@@ -44,7 +50,9 @@ class TriggerService:
         self._sources: dict[tuple[Any, ...], TriggerSource] = {}
         self._bindings: list[TriggerBinding] = []
 
-    def check(self, app: str, descriptors: list[FunctionDescriptor], current: list[TriggerBinding]) -> None:
+    def check(
+        self, app: str, descriptors: list[FunctionDescriptor], current: list[TriggerBinding]
+    ) -> None:
         """Raise BindingConflict if ``app``'s new bindings clash with another app or the OS."""
         held = {b.key: b for b in current if b.app != app}
         ours = {b.key for b in current if b.app == app}
@@ -60,14 +68,18 @@ class TriggerService:
                 self._probe_port(spec.type, spec.port, f"{app}/{binding.function}")
 
     def _probe_port(self, kind: str, port: int, who: str) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
+        sock = socket.socket(
+            socket.AF_INET, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM
+        )
         try:
             if kind == "tcp":
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self._host, port))
         except OSError as exc:
             reason = "in use by another program" if exc.errno == errno.EADDRINUSE else exc.strerror
-            raise BindingConflict(f"{who}: cannot bind {kind} port {port} on {self._host}: {reason}") from exc
+            raise BindingConflict(
+                f"{who}: cannot bind {kind} port {port} on {self._host}: {reason}"
+            ) from exc
         finally:
             sock.close()
 
@@ -90,7 +102,13 @@ class TriggerService:
             except OSError as exc:
                 source.state = SourceState.FAILED
                 source.error = str(exc)
-                log.error("trigger %s for %s/%s failed: %s", binding.describe(), binding.app, binding.function, exc)
+                log.error(
+                    "trigger %s for %s/%s failed: %s",
+                    binding.describe(),
+                    binding.app,
+                    binding.function,
+                    exc,
+                )
         routes: dict[str, HttpRoute] = {}
         for b in bindings:
             if isinstance(b.spec, HttpTrigger) and b.spec.path:
@@ -107,7 +125,9 @@ class TriggerService:
         if isinstance(spec, UdpTrigger):
             return UdpSource(binding, dispatch, self._telemetry, self._host)
         if isinstance(spec, TcpTrigger):
-            return TcpSource(binding, dispatch, self._telemetry, self._host, self._router.max_event_bytes)
+            return TcpSource(
+                binding, dispatch, self._telemetry, self._host, self._router.max_event_bytes
+            )
         assert isinstance(spec, TimerTrigger)
         return TimerSource(binding, dispatch, self._telemetry)
 

@@ -66,7 +66,9 @@ class TcpSource(TriggerSource):
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _lines(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, meta: dict[str, object]) -> None:
+    async def _lines(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, meta: dict[str, object]
+    ) -> None:
         while True:
             try:
                 line = await reader.readuntil(b"\n")
@@ -85,7 +87,9 @@ class TcpSource(TriggerSource):
             if reader.at_eof():
                 return
 
-    async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, meta: dict[str, object]) -> None:
+    async def _stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, meta: dict[str, object]
+    ) -> None:
         data = await reader.read(self._max + 1)
         chunks = [data]
         size = len(data)
@@ -103,7 +107,9 @@ class TcpSource(TriggerSource):
     async def _answer(self, body: bytes, meta: dict[str, object]) -> bytes:
         b = self.binding
         try:
-            result = await self._dispatch(b.app, b.function, Event("tcp", body, meta), arrival=time.monotonic())
+            result = await self._dispatch(
+                b.app, b.function, Event("tcp", body, meta), arrival=time.monotonic()
+            )
         except EventTooLarge as exc:
             self.failed += 1
             return f"ERROR {exc.title}: {exc.detail}".encode()

@@ -32,7 +32,9 @@ class TimerSource(TriggerSource):
         self.ticks = 0
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name=f"timer:{self.binding.app}/{self.binding.function}")
+        self._task = asyncio.create_task(
+            self._loop(), name=f"timer:{self.binding.app}/{self.binding.function}"
+        )
         self.state = SourceState.LISTENING
 
     async def _loop(self) -> None:

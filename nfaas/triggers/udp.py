@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 from nfaas.errors import NfaasError, Overloaded
 from nfaas.packages.descriptors import UdpTrigger
@@ -29,7 +30,7 @@ class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, source: UdpSource) -> None:
         self.source = source
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         self.source.received(data, addr)
 
     def error_received(self, exc: Exception) -> None:
@@ -37,7 +38,9 @@ class _Protocol(asyncio.DatagramProtocol):
 
 
 class UdpSource(TriggerSource):
-    def __init__(self, binding: TriggerBinding, dispatch: Dispatch, telemetry: Telemetry, host: str) -> None:
+    def __init__(
+        self, binding: TriggerBinding, dispatch: Dispatch, telemetry: Telemetry, host: str
+    ) -> None:
         super().__init__(binding)
         assert isinstance(binding.spec, UdpTrigger)
         self._spec = binding.spec

@@ -37,12 +37,22 @@ class Api:
 
 
 def make_config(tmp: Path, **kw: object) -> Config:
-    return Config(data_dir=tmp / "data", port=0, pools_enabled=False, reap_interval_s=0.05, node_memory_mb=4096, node_cpu=2, **kw)  # type: ignore[arg-type]
+    return Config(
+        data_dir=tmp / "data",
+        port=0,
+        pools_enabled=False,
+        reap_interval_s=0.05,
+        node_memory_mb=4096,
+        node_cpu=2,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    backend = MockBackend({"echo": lambda e: e.body, "upper": lambda e: e.body.upper(), "slow": slow, "boom": boom})
+    backend = MockBackend(
+        {"echo": lambda e: e.body, "upper": lambda e: e.body.upper(), "slow": slow, "boom": boom}
+    )
     platform = Platform(make_config(tmp_path), backends={"mock": backend})
     platform.runtimes.register_builtins()
     platform.runtimes.create("mock", "1", "mock", "in-process test backend")

@@ -24,7 +24,9 @@ async def slow_echo(event: Event) -> bytes:
     return event.body
 
 
-def make_version(handler: str = "echo", name: str = "fn", version: str = "1", **scaling: Any) -> FunctionVersion:
+def make_version(
+    handler: str = "echo", name: str = "fn", version: str = "1", **scaling: Any
+) -> FunctionVersion:
     desc = FunctionDescriptor.model_validate(
         {
             "name": name,
@@ -36,7 +38,9 @@ def make_version(handler: str = "echo", name: str = "fn", version: str = "1", **
             "scaling": {"idle_period_s": 60, "queue_timeout_s": 1, **scaling},
         }
     )
-    code = FunctionCode("app", name, version, handler, Path(os.devnull), Limits(memory_mb=64, timeout_s=1))
+    code = FunctionCode(
+        "app", name, version, handler, Path(os.devnull), Limits(memory_mb=64, timeout_s=1)
+    )
     return FunctionVersion("tenant", desc, code, "mock", "mock-pool")
 
 
@@ -58,7 +62,11 @@ async def rig() -> AsyncIterator[Rig]:
     pool = RuntimePool("mock-pool", "mock:1", backend, capacity, size=0, sandbox_memory_mb=8)
     pool.start()
     manager = FunctionManager(
-        capacity, telemetry, lambda name: backend, lambda pid: pool if pid else None, reap_interval_s=0.05
+        capacity,
+        telemetry,
+        lambda name: backend,
+        lambda v: pool if v.pool_id else None,
+        reap_interval_s=0.05,
     )
     manager.start()
     yield Rig(backend, capacity, telemetry, manager, pool, make_version)

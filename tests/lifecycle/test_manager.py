@@ -30,14 +30,17 @@ async def test_burst_scales_out_to_the_threshold_and_no_further(rig: Rig) -> Non
 
 async def test_concurrency_lets_one_instance_take_several_events(rig: Rig) -> None:
     v = rig.version("slow", instance_threshold=4, concurrency=4)
-    await asyncio.gather(*(rig.manager.invoke(v, Event("invoke", b"x", {"sleep": 0.1})) for _ in range(4)))
+    await asyncio.gather(
+        *(rig.manager.invoke(v, Event("invoke", b"x", {"sleep": 0.1})) for _ in range(4))
+    )
     assert len(list(rig.manager.instances())) == 1
 
 
 async def test_full_queue_is_a_clear_overload_and_is_counted(rig: Rig) -> None:
     v = rig.version("slow", instance_threshold=1, queue_size=2)
     tasks = [
-        asyncio.create_task(rig.manager.invoke(v, Event("invoke", b"x", {"sleep": 0.2}))) for _ in range(5)
+        asyncio.create_task(rig.manager.invoke(v, Event("invoke", b"x", {"sleep": 0.2})))
+        for _ in range(5)
     ]
     results = await asyncio.gather(*tasks, return_exceptions=True)
     overloaded = [r for r in results if isinstance(r, Overloaded)]
@@ -90,7 +93,9 @@ async def test_pool_is_used_up_to_the_quick_start_count(rig: Rig) -> None:
             break
         await asyncio.sleep(0.01)
     v = rig.version("slow", instance_threshold=3, max_quick_start=2)
-    await asyncio.gather(*(rig.manager.invoke(v, Event("invoke", b"x", {"sleep": 0.1})) for _ in range(3)))
+    await asyncio.gather(
+        *(rig.manager.invoke(v, Event("invoke", b"x", {"sleep": 0.1})) for _ in range(3))
+    )
     from_pool = sorted(i.from_pool for i in rig.manager.instances())
     assert from_pool == [False, True, True]
     assert rig.pool.snapshot().taken == 2

@@ -41,7 +41,9 @@ def routes(platform: Platform) -> tuple[list[Route], Route]:
         arrival = time.monotonic()
         params = request.path_params
         body = await read_body(request, limit, "event")
-        result = await dispatch(params["app"], params["function"], event_of(request, body), arrival=arrival)
+        result = await dispatch(
+            params["app"], params["function"], event_of(request, body), arrival=arrival
+        )
         return Response(result.body, media_type=result.content_type)
 
     async def custom(request: Request) -> Response:

@@ -23,14 +23,22 @@ def router(platform: Platform, principal: Any) -> APIRouter:
         for f in store.list_functions():
             if who.may_touch(f.tenant):
                 grouped.setdefault((f.app, f.name), []).append(
-                    {"version": f.version, "package": f.package_id, "createdAt": f.created_at, "descriptor": f.descriptor}
+                    {
+                        "version": f.version,
+                        "package": f.package_id,
+                        "createdAt": f.created_at,
+                        "descriptor": f.descriptor,
+                    }
                 )
         return grouped
 
     def summary(app: str, name: str, versions: list[dict[str, Any]]) -> dict[str, Any]:
         current = store.current_versions().get((app, name))
         enabled = app in platform.enabled_apps()
-        desc = next((v["descriptor"] for v in versions if v["version"] == current), versions[-1]["descriptor"])
+        desc = next(
+            (v["descriptor"] for v in versions if v["version"] == current),
+            versions[-1]["descriptor"],
+        )
         policy = platform.distributor.policy(app, name)
         return {
             "app": app,
@@ -46,28 +54,41 @@ def router(platform: Platform, principal: Any) -> APIRouter:
 
     @api.get("/functions")
     def list_functions(who: Principal = Depends(principal)) -> list[dict[str, Any]]:
-        return [summary(app, name, versions) for (app, name), versions in sorted(visible(who).items())]
+        return [
+            summary(app, name, versions) for (app, name), versions in sorted(visible(who).items())
+        ]
 
     @api.get("/functions/{app}/{name}")
     def get_function(app: str, name: str, who: Principal = Depends(principal)) -> dict[str, Any]:
         versions = visible(who).get((app, name))
         if not versions:
             raise NotFound(f"no function {app}/{name}")
-        return summary(app, name, versions) | {"descriptors": {v["version"]: v["descriptor"] for v in versions}}
+        return summary(app, name, versions) | {
+            "descriptors": {v["version"]: v["descriptor"] for v in versions}
+        }
 
     @api.get("/functions/{app}/{name}/versions")
-    def list_versions(app: str, name: str, who: Principal = Depends(principal)) -> list[dict[str, Any]]:
+    def list_versions(
+        app: str, name: str, who: Principal = Depends(principal)
+    ) -> list[dict[str, Any]]:
         versions = visible(who).get((app, name))
         if not versions:
             raise NotFound(f"no function {app}/{name}")
         current = store.current_versions().get((app, name))
         return [
-            {"version": v["version"], "package": v["package"], "createdAt": v["createdAt"], "current": v["version"] == current}
+            {
+                "version": v["version"],
+                "package": v["package"],
+                "createdAt": v["createdAt"],
+                "current": v["version"] == current,
+            }
             for v in versions
         ]
 
     @api.post("/functions/{app}/{name}/invoke")
-    async def invoke(app: str, name: str, request: Request, who: Principal = Depends(principal)) -> Response:
+    async def invoke(
+        app: str, name: str, request: Request, who: Principal = Depends(principal)
+    ) -> Response:
         """Invoke a function as its owner (what ``nfaas invoke`` does)."""
         arrival = time.monotonic()
         if not who.may_touch(platform.router.tenant_of(app, name)):

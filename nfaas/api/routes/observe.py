@@ -24,7 +24,9 @@ def router(platform: Platform, principal: Any) -> APIRouter:
 
     @api.get("/api/v1/triggers", tags=["observe"])
     def list_triggers(who: Principal = Depends(principal)) -> list[dict[str, Any]]:
-        return [t for t in platform.triggers.snapshot() if who.may_touch(tenant_of_app(t["app"]) or "")]
+        return [
+            t for t in platform.triggers.snapshot() if who.may_touch(tenant_of_app(t["app"]) or "")
+        ]
 
     @api.get("/api/v1/metrics", tags=["observe"])
     def metrics_json(who: Principal = Depends(principal)) -> dict[str, Any]:
@@ -43,7 +45,9 @@ def router(platform: Platform, principal: Any) -> APIRouter:
     @api.get("/metrics", tags=["observe"], response_class=Response)
     def metrics_prometheus() -> Response:
         """Prometheus text exposition; names and labels in docs/metrics.md."""
-        return Response(platform.telemetry.prometheus(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(
+            platform.telemetry.prometheus(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
 
     @api.get("/healthz", tags=["observe"])
     def health() -> dict[str, str]:

@@ -46,22 +46,37 @@ def router(platform: Platform, principal: Any) -> APIRouter:
     runtimes = platform.runtimes
 
     @api.get("/runtimes", tags=["runtimes"])
-    def list_runtimes(name: str | None = None, who: Principal = Depends(principal)) -> list[dict[str, Any]]:
+    def list_runtimes(
+        name: str | None = None, who: Principal = Depends(principal)
+    ) -> list[dict[str, Any]]:
         return [asdict(r) for r in runtimes.query(name)]
 
     @api.post("/runtimes", status_code=201, tags=["runtimes"])
     def create_runtime(body: RuntimeCreate, who: Principal = Depends(principal)) -> dict[str, Any]:
         who.require_operator("managing runtimes")
-        return asdict(runtimes.create(body.name, body.version, body.backend, body.description, body.sandbox_memory_mb))
+        return asdict(
+            runtimes.create(
+                body.name, body.version, body.backend, body.description, body.sandbox_memory_mb
+            )
+        )
 
     @api.get("/runtimes/{name}/{version}", tags=["runtimes"])
     def get_runtime(name: str, version: str, who: Principal = Depends(principal)) -> dict[str, Any]:
         return asdict(runtimes.get(name, version))
 
     @api.patch("/runtimes/{name}/{version}", tags=["runtimes"])
-    def patch_runtime(name: str, version: str, body: RuntimePatch, who: Principal = Depends(principal)) -> dict[str, Any]:
+    def patch_runtime(
+        name: str, version: str, body: RuntimePatch, who: Principal = Depends(principal)
+    ) -> dict[str, Any]:
         who.require_operator("managing runtimes")
-        return asdict(runtimes.update(name, version, description=body.description, sandbox_memory_mb=body.sandbox_memory_mb))
+        return asdict(
+            runtimes.update(
+                name,
+                version,
+                description=body.description,
+                sandbox_memory_mb=body.sandbox_memory_mb,
+            )
+        )
 
     @api.delete("/runtimes/{name}/{version}", status_code=204, tags=["runtimes"])
     def delete_runtime(name: str, version: str, who: Principal = Depends(principal)) -> Response:
@@ -74,12 +89,18 @@ def router(platform: Platform, principal: Any) -> APIRouter:
         out = []
         for record in platform.store.list_pools():
             pool = platform.pools.get(record.id)
-            snap = asdict(pool.snapshot()) if pool else {"id": record.id, "size": record.size, "ready": 0}
+            snap = (
+                asdict(pool.snapshot())
+                if pool
+                else {"id": record.id, "size": record.size, "ready": 0}
+            )
             out.append(snap | {"runtime": f"{record.runtime_name}:{record.runtime_version}"})
         return out
 
     @api.put("/pools/{pool_id}", tags=["pools"])
-    async def put_pool(pool_id: str, body: PoolPut, who: Principal = Depends(principal)) -> dict[str, Any]:
+    async def put_pool(
+        pool_id: str, body: PoolPut, who: Principal = Depends(principal)
+    ) -> dict[str, Any]:
         who.require_operator("managing pools")
         runtime = tuple(body.runtime.split(":", 1)) if body.runtime else None
         pool = await platform.set_pool(pool_id, body.size, runtime)  # type: ignore[arg-type]
@@ -99,7 +120,9 @@ def router(platform: Platform, principal: Any) -> APIRouter:
     def patch_node(body: NodePatch, who: Principal = Depends(principal)) -> dict[str, Any]:
         who.require_operator("changing node capacity")
         platform.capacity.resize(body.memory_mb, body.cpu)
-        platform.store.set_setting("capacity", {"memory_mb": platform.capacity.memory_mb, "cpu": platform.capacity.cpu})
+        platform.store.set_setting(
+            "capacity", {"memory_mb": platform.capacity.memory_mb, "cpu": platform.capacity.cpu}
+        )
         return platform.capacity.snapshot()
 
     @api.post("/tokens", status_code=201, tags=["auth"])

@@ -57,7 +57,9 @@ def router(platform: Platform, principal: Any) -> APIRouter:
         return package_json(onboarding.get(package_id, who.scope))
 
     @api.put("/vnf_packages/{package_id}/package_content", status_code=202)
-    async def upload_content(package_id: str, request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
+    async def upload_content(
+        package_id: str, request: Request, who: Principal = Depends(principal)
+    ) -> dict[str, Any]:
         """Upload the zip and onboard it; the answer is the package in its final state."""
         onboarding.get(package_id, who.scope)
         data = await read_body(request, limit, "package")
@@ -71,7 +73,9 @@ def router(platform: Platform, principal: Any) -> APIRouter:
         return Response(platform.blobs.get(record.sha256), media_type="application/zip")
 
     @api.patch("/vnf_packages/{package_id}")
-    async def patch_package(package_id: str, patch: PackagePatch, who: Principal = Depends(principal)) -> dict[str, Any]:
+    async def patch_package(
+        package_id: str, patch: PackagePatch, who: Principal = Depends(principal)
+    ) -> dict[str, Any]:
         record = onboarding.set_operational_state(package_id, patch.operational_state, who.scope)
         await platform.reconcile()
         return package_json(record)
@@ -88,7 +92,9 @@ def router(platform: Platform, principal: Any) -> APIRouter:
         return package_json(await onboarding.onboard(data, who.tenant, expect="application"))
 
     @api.post("/function_packages", status_code=201)
-    async def onboard_function(request: Request, who: Principal = Depends(principal)) -> dict[str, Any]:
+    async def onboard_function(
+        request: Request, who: Principal = Depends(principal)
+    ) -> dict[str, Any]:
         """Onboard a function package: a new version of one function (use case #2)."""
         data = await read_body(request, limit, "package")
         return package_json(await onboarding.onboard(data, who.tenant, expect="function"))
