@@ -20,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$"
+PYTHON_HANDLER = re.compile(
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+)
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 #: paths the platform itself serves; a custom route may not shadow them
 RESERVED_ROUTE_PREFIXES = ("/api", "/fn", "/metrics", "/docs", "/openapi.json", "/healthz")
@@ -45,10 +48,14 @@ class RuntimeRef(_Model):
 class CodeSource(_Model):
     """Where the function's code is: a path inside the package, or a URL to download at onboarding."""
 
-    path: str | None = Field(None, description="file or folder inside the package, under Files/")
-    url: str | None = Field(None, description="http(s) URL downloaded and stored at onboarding")
+    path: str | None = Field(
+        default=None, description="file or folder inside the package, under Files/"
+    )
+    url: str | None = Field(
+        default=None, description="http(s) URL downloaded and stored at onboarding"
+    )
     hash: str | None = Field(
-        None,
+        default=None,
         pattern=r"^(sha256|sha512):[0-9a-f]+$",
         description="required with url: algorithm:hex digest of the downloaded file",
     )
@@ -64,33 +71,57 @@ class CodeSource(_Model):
                 raise ValueError("a code url needs a 'hash' to check the download against")
         if self.path is not None and (self.path.startswith("/") or ".." in self.path.split("/")):
             raise ValueError("path must be relative to the package root, without '..'")
+        if self.path is not None and not self.path.strip("/"):
+            raise ValueError("path must name a file or folder inside the package")
+        if self.hash is not None:
+            # the pattern alone would accept a truncated digest, which can never match
+            algorithm, _, digest = self.hash.partition(":")
+            length = {"sha256": 64, "sha512": 128}[algorithm]
+            if len(digest) != length:
+                raise ValueError(f"a {algorithm} hash has {length} hex digits, not {len(digest)}")
         return self
 
 
 class Resources(_Model):
-    memory_mb: int = Field(128, ge=4, le=65536, description="memory limit and reservation per instance")
-    cpu: float = Field(0.5, gt=0, le=64, description="CPU share reserved per instance, in cores")
-    timeout_s: float = Field(10.0, gt=0, le=3600, description="wall-clock limit of one invocation")
+    memory_mb: int = Field(
+        default=128, ge=4, le=65536, description="memory limit and reservation per instance"
+    )
+    cpu: float = Field(
+        default=0.5, gt=0, le=64, description="CPU share reserved per instance, in cores"
+    )
+    timeout_s: float = Field(
+        default=10.0, gt=0, le=3600, description="wall-clock limit of one invocation"
+    )
 
 
 class Scaling(_Model):
     """Working parameters of function management (EVE025 7.2.2, 7.2.3; use cases #3, #4)."""
 
-    instance_threshold: int = Field(4, ge=1, le=1024, description="most instances at once")
-    concurrency: int = Field(1, ge=1, le=1024, description="events one instance handles at once")
-    idle_period_s: float = Field(60.0, gt=0, le=86400, description="idle time before an instance is deleted")
-    max_quick_start: int = Field(
-        1, ge=0, le=1024, description="most instances taken from the runtime pool (7.2.3)"
+    instance_threshold: int = Field(default=4, ge=1, le=1024, description="most instances at once")
+    concurrency: int = Field(
+        default=1, ge=1, le=1024, description="events one instance handles at once"
     )
-    pool: str | None = Field(None, description="runtime pool id; default: the runtime's default pool")
-    queue_size: int = Field(64, ge=0, le=100000, description="events that may wait for a free slot")
-    queue_timeout_s: float = Field(5.0, gt=0, le=600, description="longest wait for a free slot")
+    idle_period_s: float = Field(
+        default=60.0, gt=0, le=86400, description="idle time before an instance is deleted"
+    )
+    max_quick_start: int = Field(
+        default=1, ge=0, le=1024, description="most instances taken from the runtime pool (7.2.3)"
+    )
+    pool: str | None = Field(
+        default=None, description="runtime pool id; default: the runtime's default pool"
+    )
+    queue_size: int = Field(
+        default=64, ge=0, le=100000, description="events that may wait for a free slot"
+    )
+    queue_timeout_s: float = Field(
+        default=5.0, gt=0, le=600, description="longest wait for a free slot"
+    )
 
 
 class HttpTrigger(_Model):
     type: Literal["http"] = "http"
     path: str | None = Field(
-        None, description="custom route served at the platform's root, e.g. /telemetry"
+        default=None, description="custom route served at the platform's root, e.g. /telemetry"
     )
     methods: list[str] = Field(default_factory=lambda: ["GET", "POST"])
 
@@ -121,14 +152,15 @@ class UdpTrigger(_Model):
 
     type: Literal["udp"] = "udp"
     port: int = Field(ge=1, le=65535)
-    reply: bool = Field(True, description="send the function's result back as a datagram")
+    reply: bool = Field(default=True, description="send the function's result back as a datagram")
 
 
 class TcpTrigger(_Model):
     type: Literal["tcp"] = "tcp"
     port: int = Field(ge=1, le=65535)
     framing: Literal["line", "stream"] = Field(
-        "line", description="line: one event per newline-terminated line; stream: one event per connection"
+        default="line",
+        description="line: one event per newline-terminated line; stream: one event per connection",
     )
 
 
@@ -145,9 +177,9 @@ Trigger = Annotated[
 class WasiRights(_Model):
     """WASI capabilities granted to a Wasm function; everything else is denied."""
 
-    stdout: bool = Field(False, description="inherit the platform's stdout (logs)")
-    stderr: bool = Field(True, description="inherit the platform's stderr (logs)")
-    env: bool = Field(False, description="expose the descriptor's environment variables")
+    stdout: bool = Field(default=False, description="inherit the platform's stdout (logs)")
+    stderr: bool = Field(default=True, description="inherit the platform's stderr (logs)")
+    env: bool = Field(default=False, description="expose the descriptor's environment variables")
     preopens: dict[str, str] = Field(
         default_factory=dict,
         description="guest path -> package-relative folder, mounted read-only",
@@ -155,7 +187,9 @@ class WasiRights(_Model):
 
 
 class WasmSettings(_Model):
-    fuel: int = Field(50_000_000, ge=1000, description="instructions-ish budget per invocation")
+    fuel: int = Field(
+        default=50_000_000, ge=1000, description="instructions-ish budget per invocation"
+    )
     wasi: WasiRights = Field(default_factory=WasiRights)
 
 
@@ -167,7 +201,7 @@ class FunctionDescriptor(_Model):
     name: Name
     version: Version
     application: Name | None = Field(
-        None, description="owning application; required in a standalone function package"
+        default=None, description="owning application; required in a standalone function package"
     )
     description: str = ""
     runtime: RuntimeRef
@@ -193,6 +227,9 @@ class FunctionDescriptor(_Model):
         for key in self.environment:
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
                 raise ValueError(f"environment variable name {key!r} is not valid")
+        # refuse at onboarding what the python sandbox could only refuse at load
+        if self.runtime.name == "python" and not PYTHON_HANDLER.match(self.handler):
+            raise ValueError(f"a python handler is 'module:function', not {self.handler!r}")
         return self
 
 

@@ -1,0 +1,413 @@
+"""The worker: the sandbox side of the worker protocol, running one Python function.
+
+The process backend's zygote forks a child and calls ``serve`` in it; a
+container or a microVM can run the same loop over its own socket. In order:
+
+1. prepared (EVE025 7.2.3 steps 1-3): say ``ready`` and wait for ``load``;
+2. load (steps 4-5): set the function's environment, start its threads, cap its
+   memory, import ``module:function`` from the code folder, answer ``loaded``
+   or ``load_error``;
+3. serve ``invoke`` frames until the platform goes away: inline when the
+   function's concurrency is 1, on that many threads otherwise.
+
+Limits. Memory is RLIMIT_DATA set to what the warm runtime already maps plus
+``memory_mb``: Linux counts every private writable mapping (brk heap, malloc
+and pymalloc arenas, thread stacks) against it, so a handler that allocates
+past it gets ``MemoryError`` at the allocation, which is reported as ``oom``
+and ends the worker. RLIMIT_AS would also count the address space glibc
+reserves per thread arena (64 MB each) and is useless with threads. CPU time
+is RLIMIT_CPU, re-armed before each invocation to what ``cpu`` cores would
+allow over ``timeout_s`` (at least a second, as the kernel counts whole
+seconds, to the nearest second): past it the kernel sends SIGXCPU, which ends the worker and is
+reported as a timeout. Both are binding only for an unprivileged worker; a
+root worker could raise them again.
+"""
+
+from __future__ import annotations
+
+import _thread
+import importlib
+import importlib.machinery
+import math
+import os
+import resource
+import select
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from functools import reduce
+from typing import Any, NoReturn
+
+import orjson
+
+from nfaas.errors import EventTooLarge, SandboxError
+from nfaas.sandboxes.protocol import HEADER, Message, pack, recv_message, send_message, unpack
+
+#: exit statuses of a worker that ends itself (an exit from the function is its own)
+EXIT_PROTOCOL = 76  # sysexits EX_PROTOCOL: the platform sent something unexpected
+EXIT_OUT_OF_MEMORY = 86  # past RLIMIT_DATA, when even the "oom" frame could not be sent
+
+MAX_MESSAGE_CHARS = 2_000
+MAX_TRACEBACK_CHARS = 8_000
+OCTET_STREAM = "application/octet-stream"
+TEXT_PLAIN = "text/plain; charset=utf-8"
+APPLICATION_JSON = "application/json"
+
+Handler = Callable[["FunctionEvent", "FunctionContext"], object]
+
+
+class FunctionEvent:
+    """The event as a handler sees it."""
+
+    __slots__ = ("body", "meta", "trigger")
+
+    def __init__(self, trigger: str, body: bytes, meta: dict[str, Any]) -> None:
+        self.trigger = trigger
+        self.body = body
+        self.meta = meta
+
+    def text(self, encoding: str = "utf-8") -> str:
+        return self.body.decode(encoding)
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+    def __repr__(self) -> str:
+        return f"FunctionEvent(trigger={self.trigger!r}, body=<{len(self.body)} bytes>)"
+
+
+class FunctionContext:
+    """Who the handler is, and how long it has left."""
+
+    __slots__ = ("_deadline", "app", "function", "instance_id", "version")
+
+    def __init__(self, identity: Mapping[str, str], deadline: float) -> None:
+        self.app = identity["app"]
+        self.function = identity["name"]
+        self.version = identity["version"]
+        self.instance_id = identity["instance_id"]
+        self._deadline = deadline
+
+    def remaining_time(self) -> float:
+        """Seconds until this invocation's deadline (negative once it has passed)."""
+        return self._deadline - time.monotonic()
+
+    def log(self, message: str) -> None:
+        sys.stderr.write(
+            f"[{self.app}/{self.function}@{self.version} {self.instance_id}] {message}\n"
+        )
+
+
+def serve(sock: socket.socket, max_frame: int, namespaces: list[str]) -> NoReturn:
+    """Run the worker on ``sock`` and end the process with the worker's exit status."""
+    status = EXIT_PROTOCOL
+    try:
+        status = Worker(sock, max_frame).run(namespaces)
+    except MemoryError:
+        status = EXIT_OUT_OF_MEMORY
+    except OSError:  # the platform went away mid-frame: nobody is left to tell
+        status = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(status)
+
+
+class Worker:
+    def __init__(self, sock: socket.socket, max_frame: int) -> None:
+        self._sock = sock
+        self._max_frame = max_frame
+        self._send_lock = _thread.allocate_lock()
+        self._cpu_lock = _thread.allocate_lock()
+        self._handler: Handler | None = None
+        self._identity: dict[str, str] = {}
+        self._cpu_budget = 1.0
+        self._in_flight = 0
+
+    def run(self, namespaces: list[str]) -> int:
+        self._send({"op": "ready", "pid": os.getpid(), "namespaces": namespaces})
+        # After "ready": a pool keeps the sandbox a while, and a load that comes
+        # at once simply waits in the socket until this is done.
+        _thread.start_new_thread(_exit_on_hangup, (self._sock.fileno(),))
+        _warm_up(self._max_frame)
+        request = recv_message(self._sock, self._max_frame)
+        if request is None:
+            return 0
+        if request["op"] != "load":
+            return EXIT_PROTOCOL
+        concurrency = int(request["limits"]["concurrency"])
+        reply = self._load(request, concurrency)
+        self._send(reply)
+        if reply["op"] != "loaded":
+            return 0
+        if concurrency > 1:
+            return self._serve_threaded(concurrency)
+        while (request := recv_message(self._sock, self._max_frame)) is not None:
+            self._answer(request)
+        return 0
+
+    def _send(self, message: Message) -> None:
+        with self._send_lock:
+            send_message(self._sock, message, self._max_frame)
+
+    # -- load ----------------------------------------------------------------------
+
+    def _load(self, request: Message, concurrency: int) -> Message:
+        limits = request["limits"]
+        os.environ.clear()
+        os.environ.update(request["env"])
+        self._identity = {k: str(request[k]) for k in ("app", "name", "version", "instance_id")}
+        self._cpu_budget = max(1.0, float(limits["cpu"]) * float(limits["timeout_s"]))
+        if concurrency > 1:
+            self._start_threads(concurrency)
+        _limit_memory(int(limits["memory_mb"]))
+        failure: BaseException | None = None
+        try:
+            self._handler = _import_handler(request["path"], request["handler"])
+        except MemoryError:
+            failure = MemoryError(f"over the {limits['memory_mb']} MB memory limit while loading")
+        except BaseException as exc:  # SyntaxError, ImportError, even SystemExit at import
+            failure = exc
+        if failure is not None:
+            return {"op": "load_error", "id": request["id"], **_describe(failure)}
+        return {"op": "loaded", "id": request["id"]}
+
+    # -- invoke --------------------------------------------------------------------
+
+    def _answer(self, request: Message) -> None:
+        """Answer one invocation; ends the worker when the function ran out of memory."""
+        if request["op"] != "invoke":
+            os._exit(EXIT_PROTOCOL)
+        out_of_memory = False
+        try:
+            reply = self._invoke(request)
+        except MemoryError:
+            out_of_memory = True
+        # Outside the except block the handler's frames, and what they hold, are freed.
+        if out_of_memory:
+            self._report_out_of_memory(request["id"])
+        try:
+            self._send(reply)
+        except EventTooLarge as exc:
+            self._send(_error(request["id"], "raised", "ResultTooLarge", exc.detail))
+
+    def _invoke(self, request: Message) -> Message:
+        assert self._handler is not None
+        request_id = request["id"]
+        event = FunctionEvent(request["trigger"], request["body"], request["meta"])
+        context = FunctionContext(self._identity, request["deadline"])
+        self._arm_cpu_limit(+1)
+        try:
+            first_line_at = time.monotonic()
+            value = self._handler(event, context)
+        except SystemExit as exc:  # the function ended its own sandbox
+            _exit_like(exc)
+        except MemoryError:
+            raise
+        except BaseException as exc:
+            return {"op": "error", "id": request_id, "kind": "raised", **_describe(exc, 1)}
+        finally:
+            self._arm_cpu_limit(-1)
+        try:
+            body, content_type = _encode_result(value)
+        except MemoryError:
+            raise
+        except Exception as exc:
+            return _error(request_id, "raised", type(exc).__name__, str(exc))
+        return {
+            "op": "result",
+            "id": request_id,
+            "body": body,
+            "content_type": content_type,
+            "first_line_at": first_line_at,
+        }
+
+    def _report_out_of_memory(self, request_id: int) -> NoReturn:
+        try:
+            self._send(_error(request_id, "oom", "MemoryError", "over the memory limit"))
+        finally:
+            os._exit(EXIT_OUT_OF_MEMORY)
+
+    def _arm_cpu_limit(self, delta: int) -> None:
+        """Keep SIGXCPU one CPU budget per running invocation away.
+
+        RLIMIT_CPU counts whole seconds, so the budget holds to within half a second.
+        """
+        with self._cpu_lock:
+            self._in_flight += delta
+            if delta > 0:
+                used = time.process_time()
+                soft = max(math.floor(used) + 1, round(used + self._cpu_budget * self._in_flight))
+                _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+                if hard != resource.RLIM_INFINITY:
+                    soft = min(soft, hard)
+                resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+    # -- concurrency > 1 -----------------------------------------------------------
+
+    def _start_threads(self, concurrency: int) -> None:
+        # threading is imported here, not in the zygote: its at-fork hook costs
+        # every fork ~0.7 ms of copy-on-write faults, and most functions run inline.
+        import queue
+        import threading
+
+        self._queue: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
+        for n in range(concurrency):
+            threading.Thread(target=self._thread_main, name=f"invoke-{n}", daemon=True).start()
+
+    def _thread_main(self) -> None:
+        while (request := self._queue.get()) is not None:
+            try:
+                self._answer(request)
+            except BaseException:
+                traceback.print_exc()
+                os._exit(EXIT_PROTOCOL)
+
+    def _serve_threaded(self, concurrency: int) -> int:
+        while (request := recv_message(self._sock, self._max_frame)) is not None:
+            self._queue.put(request)
+        return 0
+
+
+_WARM_UP_SOURCE = "def handle(event, context):\n    return {'body': event.text(), 'left': context.remaining_time()}\n"
+
+
+def _warm_up(max_frame: int) -> None:
+    """Run the load and invoke paths once on a throwaway function.
+
+    A forked child pays a copy-on-write fault for each page it first writes
+    (~7 us each on a VM), and CPython writes to every object it touches: the
+    first load and invoke touched some 200 pages. Doing it here, while the
+    sandbox is only prepared, took a third off load + first invoke (EVE025
+    7.2.3: steps 1-3 take all the work that does not depend on the function).
+    """
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(saved)
+    importlib.machinery.PathFinder.find_spec("_nfaas_warm_up", [os.path.dirname(__file__)])
+    namespace: dict[str, Any] = {}
+    exec(compile(_WARM_UP_SOURCE, "<warm-up>", "exec"), namespace)
+    identity = {"app": "", "name": "", "version": "", "instance_id": ""}
+    event = FunctionEvent("invoke", b"{}", {})
+    for value in (namespace["handle"](event, FunctionContext(identity, 0.0)), b"", "", None):
+        body, content_type = _encode_result(value)
+        result = {"op": "result", "id": 0, "body": body, "content_type": content_type}
+        unpack(pack(result, max_frame)[HEADER.size :])
+
+
+def _exit_on_hangup(fd: int) -> None:
+    """End the worker as soon as the platform's end of the socket closes.
+
+    POLLRDHUP fires on the peer's close only, never on incoming frames, so this
+    thread sleeps until the platform dies or drops the sandbox, even while the
+    main thread is stuck in a handler that never returns.
+    """
+    poller = select.poll()
+    poller.register(fd, select.POLLRDHUP)
+    while True:
+        for _, events in poller.poll():
+            if events & (select.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                os._exit(0)
+
+
+def _limit_memory(memory_mb: int) -> None:
+    """RLIMIT_DATA = what the warm runtime maps now + ``memory_mb``."""
+    with open("/proc/self/status", "rb") as status:
+        for line in status:
+            if line.startswith(b"VmData:"):
+                in_use = int(line.split()[1]) * 1024
+                break
+        else:
+            raise SandboxError("no VmData in /proc/self/status")
+    limit = in_use + memory_mb * 1024 * 1024
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
+def _import_handler(path: str, spec: str) -> Handler:
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"handler must be 'module:function', not {spec!r}")
+    sys.path.insert(0, path)
+    module = importlib.import_module(module_name)
+    origin = getattr(module, "__file__", None) or ""
+    if not os.path.abspath(origin).startswith(os.path.join(os.path.abspath(path), "")):
+        raise ImportError(
+            f"module {module_name!r} is the runtime's own ({origin or 'built in'}), "
+            "not the function's: rename the function's module"
+        )
+    handler = reduce(getattr, attribute.split("."), module)
+    if not callable(handler):
+        raise TypeError(f"{spec} is a {type(handler).__name__}, not a function")
+    return handler
+
+
+def _encode_result(value: object) -> tuple[bytes, str]:
+    if value is None:
+        return b"", OCTET_STREAM
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value), OCTET_STREAM
+    if isinstance(value, str):
+        return value.encode(), TEXT_PLAIN
+    try:
+        return orjson.dumps(value), APPLICATION_JSON
+    except TypeError as exc:
+        raise TypeError(
+            f"the handler returned a {type(value).__name__}, which is not bytes, str, None "
+            f"or JSON-serialisable ({exc})"
+        ) from None
+
+
+def _describe(exc: BaseException, skip_frames: int = 0) -> dict[str, str]:
+    """Type, message and traceback of ``exc``, truncated, without the worker's own frames."""
+    tb = exc.__traceback__
+    for _ in range(skip_frames):
+        tb = tb.tb_next if tb is not None else None
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<unprintable exception>"
+    try:
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+    except Exception:
+        text = ""
+    return {
+        "type": type(exc).__name__,
+        "message": _truncate(message, MAX_MESSAGE_CHARS),
+        "traceback": _truncate(text, MAX_TRACEBACK_CHARS, keep_end=True),
+    }
+
+
+def _error(request_id: int, kind: str, exc_type: str, message: str) -> Message:
+    return {
+        "op": "error",
+        "id": request_id,
+        "kind": kind,
+        "type": exc_type,
+        "message": _truncate(message, MAX_MESSAGE_CHARS),
+        "traceback": "",
+    }
+
+
+def _truncate(text: str, limit: int, *, keep_end: bool = False) -> str:
+    if len(text) <= limit:
+        return text
+    cut = len(text) - limit
+    if keep_end:  # a traceback's last lines say what went wrong
+        return f"...[{cut} characters cut]...\n" + text[-limit:]
+    return text[:limit] + f"...[{cut} characters cut]"
+
+
+def _exit_like(exc: SystemExit) -> NoReturn:
+    """What ``sys.exit`` would do to a whole program: end the worker with that status."""
+    code = exc.code
+    if code is None:
+        os._exit(0)
+    if isinstance(code, int):
+        os._exit(code & 0xFF)
+    sys.stderr.write(f"{code}\n")
+    os._exit(1)

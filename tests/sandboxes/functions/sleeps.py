@@ -1,0 +1,6 @@
+import time
+
+
+def handle(event, context):
+    time.sleep(float(event.text() or 0.3))
+    return b"slept"
