@@ -10,7 +10,6 @@ import uvicorn
 from nfaas.api.app import create_app
 from nfaas.api.auth import write_client_config
 from nfaas.config import Config
-from nfaas.errors import DuplicatePackage, NfaasError
 from nfaas.platform import Platform
 
 log = logging.getLogger("nfaas")
@@ -59,15 +58,16 @@ async def serve(config: Config, onboard: list[Path] | None = None) -> None:
 async def _onboard(platform: Platform, path: Path) -> None:
     """``nfaas up --onboard``: a package file, or a source folder built on the spot."""
     from nfaas.packages.builder import build_package
+    from nfaas.packages.csar import read_package
 
     data = build_package(path) if path.is_dir() else path.read_bytes()
-    try:
-        record = await platform.onboarding.onboard(data, "operator", expect="application")
-    except NfaasError as exc:
-        if isinstance(exc, DuplicatePackage):
-            log.info("%s: already onboarded", path)
-            return
-        raise
+    contents = read_package(data)
+    if any(
+        p.version == contents.version for p in platform.store.find_onboarded_app(contents.app_name)
+    ):
+        log.info("%s: %s %s is already onboarded", path, contents.app_name, contents.version)
+        return
+    record = await platform.onboarding.onboard(data, "operator", expect="application")
     log.info(
         "onboarded %s: %s %s (%s)", path, record.app, record.version, ", ".join(record.functions)
     )

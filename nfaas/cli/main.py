@@ -32,8 +32,10 @@ app.add_typer(runtimes_app, name="runtimes")
 app.add_typer(pools_app, name="pools")
 app.add_typer(token_app, name="token")
 
-out = Console()
-err = Console(stderr=True)
+# Piped output is not cut to 80 columns: scripts and tests read whole lines.
+_width = None if sys.stdout.isatty() else 200
+out = Console(soft_wrap=True, width=_width)
+err = Console(stderr=True, soft_wrap=True)
 
 UrlOpt = Annotated[
     str | None,
