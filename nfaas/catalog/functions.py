@@ -18,6 +18,7 @@ from nfaas.lifecycle.deployment import FunctionVersion
 from nfaas.packages.descriptors import FunctionDescriptor
 from nfaas.runtimes.repository import default_pool_id
 from nfaas.sandboxes.base import FunctionCode, Limits, WasiGrant
+from nfaas.sandboxes.registry import backend_class
 
 
 class FunctionCatalog:
@@ -58,8 +59,13 @@ class FunctionCatalog:
         path = folder
         source = desc.code.path or desc.code.url or ""
         basename = posixpath.basename(source.rstrip("/"))
-        # A single-file code artefact (a Wasm module) is given as the file itself.
-        if len(tree) == 1 and next(iter(tree)) == basename:
+        # A single-file code artefact is given as the file itself to backends that
+        # load one file (a Wasm module), and as its folder to the others.
+        if (
+            backend_class(runtime.backend).code_is_file
+            and len(tree) == 1
+            and next(iter(tree)) == basename
+        ):
             path = folder / basename
         res, scaling = desc.resources, desc.scaling
         limits = Limits(

@@ -247,7 +247,7 @@ class Onboarding:
         files = self._blobs.tree(tree)
         folder = self._blobs.materialise(tree, self._compiled_root / "src" / tree)
         path = folder
-        if len(files) == 1:
+        if backend.code_is_file and len(files) == 1:
             path = folder / next(iter(files))
         code = FunctionCode(app, fn.name, fn.version, fn.handler, path, Limits())
         dest = self._compiled_root / tree

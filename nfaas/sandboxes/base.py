@@ -163,6 +163,9 @@ class SandboxBackend(ABC):
     """Makes sandboxes of one virtualisation form and owns what they share."""
 
     name: ClassVar[str]
+    #: whether ``FunctionCode.path`` should name the code file itself when the code is
+    #: one file (a Wasm module), rather than the folder holding it (Python sources)
+    code_is_file: ClassVar[bool] = False
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:

@@ -395,6 +395,7 @@ class WasmBackend(SandboxBackend):
     """One wasmtime engine and what its sandboxes share."""
 
     name: ClassVar[str] = "wasm"
+    code_is_file: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -126,6 +126,8 @@ def test_the_example_application_end_to_end(node: Node, tmp_path: Path) -> None:
     r = httpx.post(f"{node.url}/fn/iot-telemetry/classify", content=b"temp=87")
     assert (r.status_code, r.content) == (200, b"alarm")
     assert node.cli("invoke", "iot-telemetry/classify", "--data", "temp=55").stdout == "warn"
+    summary = httpx.get(f"{node.url}/fn/iot-telemetry/summary")
+    assert summary.status_code == 200 and summary.json()["function"] == "summary"
 
     # UDP port trigger (EVE025 Fig. 7.2.2.2-2: port 9001 -> ingest).
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
