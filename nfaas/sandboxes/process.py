@@ -19,15 +19,12 @@ import logging
 import os
 import secrets
 import signal
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from nfaas.errors import (
-    BackendUnavailable,
     EventTooLarge,
     FunctionCrashed,
     FunctionFailure,
@@ -56,7 +53,7 @@ from nfaas.sandboxes.protocol import (
 )
 from nfaas.sandboxes.protocol import pack as pack_frame
 from nfaas.sandboxes.worker import EXIT_OUT_OF_MEMORY
-from nfaas.sandboxes.zygote import pack, recv_packet
+from nfaas.sandboxes.zygote import WorkerHandle, ZygoteClient, describe_exit
 
 logger = logging.getLogger(__name__)
 
@@ -86,43 +83,6 @@ class ProcessConfig:
 
 
 @dataclass(slots=True)
-class WorkerHandle:
-    """One forked child as the platform holds it."""
-
-    pid: int
-    sock: socket.socket
-    pidfd: int
-    #: the child's exit status (negative: killed by that signal), None if unknowable
-    exited: asyncio.Future[int | None]
-
-    def kill(self) -> None:
-        if self.pidfd < 0:
-            return
-        try:
-            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-    def release(self) -> None:
-        if self.pidfd >= 0:
-            os.close(self.pidfd)
-            self.pidfd = -1
-
-
-def describe_exit(status: int | None) -> str:
-    """How a child ended, in words: "exited with status 3", "was killed by signal 9 (SIGKILL)"."""
-    if status is None:
-        return "ended, with an exit status nobody could collect (its zygote had gone)"
-    if status >= 0:
-        return f"exited with status {status}"
-    try:
-        name = signal.Signals(-status).name
-    except ValueError:
-        name = "unknown signal"
-    return f"was killed by signal {-status} ({name})"
-
-
-@dataclass(slots=True)
 class _Call:
     """One invocation in flight: settled by its answer, its deadline or the worker's end."""
 
@@ -138,6 +98,8 @@ class ProcessSandbox(Sandbox):
         self._owner = owner
         self._max_frame = owner.config.max_frame
         self.instance_id = secrets.token_hex(6)
+        #: the namespaces the worker has of its own ("ipc", "uts"), once prepared
+        self.namespaces: list[str] = []
         self.worker: WorkerHandle | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -148,6 +110,10 @@ class ProcessSandbox(Sandbox):
         self._reader_task: asyncio.Task[None] | None = None
         #: why the sandbox failed, when the platform knows better than the exit status
         self._failure: str | None = None
+
+    def _state(self) -> SandboxState:
+        """The state now: other tasks and callbacks change it across an await."""
+        return self.state
 
     @property
     def pid(self) -> int | None:
@@ -168,15 +134,19 @@ class ProcessSandbox(Sandbox):
                 raise SandboxStartError(f"the new worker {await self._exit_description()}")
             if check_reply(hello)["op"] != "ready":
                 raise SandboxError(f"protocol violation: {hello['op']!r} instead of 'ready'")
+            self.namespaces = list(hello["namespaces"])
+            if (state := self._state()) is not SandboxState.NEW:  # closed, or the child died
+                raise SandboxStartError(f"the sandbox became {state.value} while preparing")
         except BaseException as exc:
             self._break(f"prepare failed: {exc!r}")
+            if self._state() is SandboxState.CLOSED:
+                self._release()  # aclose ran before the worker's resources existed
             if isinstance(exc, TimeoutError):
                 raise SandboxStartError("no worker was ready in time") from exc
             if isinstance(exc, SandboxError | OSError) and not isinstance(exc, SandboxStartError):
                 raise SandboxStartError(f"cannot prepare a worker: {exc}") from exc
             raise
-        if self.state is SandboxState.NEW:
-            self.state = SandboxState.PREPARED
+        self.state = SandboxState.PREPARED
 
     async def load(self, code: FunctionCode) -> None:
         if self.state is not SandboxState.PREPARED:
@@ -213,7 +183,7 @@ class ProcessSandbox(Sandbox):
                     f"{code.ref}: cannot load {code.handler}: {detail}", **getattr(exc, "extra", {})
                 ) from exc
             raise
-        if self.state is not SandboxState.PREPARED:  # the worker died just after answering
+        if self._state() is not SandboxState.PREPARED:  # closed, or the worker died
             raise SandboxStartError(f"{code.ref}: the worker {await self._exit_description()}")
         self._code = code
         self._slots = asyncio.Semaphore(max(1, code.limits.concurrency))
@@ -221,10 +191,7 @@ class ProcessSandbox(Sandbox):
         self.state = SandboxState.LOADED
 
     async def invoke(self, event: Event) -> Result:
-        if self.state is not SandboxState.LOADED:
-            if self.state is SandboxState.FAILED:
-                raise FunctionCrashed(f"the sandbox has failed: {self._failure}")
-            raise SandboxError(f"cannot invoke a sandbox in state {self.state.value}")
+        self._check_usable()
         assert self._code is not None and self._writer is not None
         if len(event.body) > self._max_frame:
             raise EventTooLarge(
@@ -236,6 +203,7 @@ class ProcessSandbox(Sandbox):
         await self._slots.acquire()
         loop = asyncio.get_running_loop()
         try:
+            self._check_usable()  # it may have failed while this invocation queued
             self._next_id += 1
             request_id = self._next_id
             frame = pack_frame(
@@ -253,6 +221,12 @@ class ProcessSandbox(Sandbox):
             pass  # the worker is gone: _read_answers reports how
         answer = await call.future  # a cancelled caller leaves the deadline armed
         return Result(answer["body"], answer["content_type"], answer["first_line_at"])
+
+    def _check_usable(self) -> None:
+        if self.state is SandboxState.FAILED:
+            raise FunctionCrashed(f"the sandbox has failed: {self._failure}")
+        if self.state is not SandboxState.LOADED:
+            raise SandboxError(f"cannot invoke a sandbox in state {self.state.value}")
 
     def _on_deadline(self, request_id: int) -> None:
         assert self._code is not None
@@ -275,7 +249,7 @@ class ProcessSandbox(Sandbox):
                 self._settle(message["id"], self._outcome(message))
         except SandboxError as exc:
             self._break(f"killed for breaking the worker protocol ({exc.detail})")
-        except ConnectionError:
+        except OSError:
             pass
         status = await self._exit_status()
         self._break(self._failure or f"the worker {describe_exit(status)}")
@@ -326,7 +300,7 @@ class ProcessSandbox(Sandbox):
         else:
             call.future.set_result(outcome)
 
-    def _on_exit(self, exited: asyncio.Future[int | None]) -> None:
+    def _on_exit(self, exited: asyncio.Future[int]) -> None:
         """The zygote reported the child's end, perhaps while it sat idle in a pool."""
         if self.state in (SandboxState.NEW, SandboxState.PREPARED, SandboxState.LOADED):
             self.state = SandboxState.FAILED
@@ -361,25 +335,31 @@ class ProcessSandbox(Sandbox):
         return _proc_stats(worker.pid)
 
     async def aclose(self) -> None:
-        if self.state is SandboxState.CLOSED:
-            return
+        self._release()
+        task, self._reader_task = self._reader_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def _release(self) -> None:
+        """Everything ``aclose`` does but wait for the reader task: synchronous, so a
+        cancellation cannot leave half of it undone."""
         self.state = SandboxState.CLOSED
         self._owner.forget(self)
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()  # closes the worker's socket, which the transport owns
         worker, self.worker = self.worker, None
         if worker is not None:
             worker.kill()
             worker.exited.remove_done_callback(self._on_exit)
             worker.release()
-            if self._writer is None:
+            if writer is None:
                 worker.sock.close()
-        if self._writer is not None:
-            self._writer.close()
         for request_id in list(self._calls):
             self._settle(request_id, SandboxError("the sandbox was closed"))
-        task, self._reader_task = self._reader_task, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        if self._reader_task is not None:
+            self._reader_task.cancel()
 
 
 def _proc_stats(pid: int) -> SandboxStats:
@@ -395,145 +375,14 @@ def _proc_stats(pid: int) -> SandboxStats:
     return SandboxStats(rss_bytes=rss_kb * 1024, cpu_seconds=ticks / _CLOCK_TICKS)
 
 
-class Zygote:
-    """The platform's handle on one zygote process and its control channel."""
-
-    def __init__(self, process: asyncio.subprocess.Process, control: socket.socket) -> None:
-        self.process = process
-        self._control = control
-        self._loop = asyncio.get_running_loop()
-        self._ready: asyncio.Future[int] = self._loop.create_future()
-        self._forks: dict[int, asyncio.Future[WorkerHandle]] = {}
-        self._exits: dict[int, asyncio.Future[int | None]] = {}
-        self._next_req = 0
-        self.alive = True
-        self._loop.add_reader(control.fileno(), self._on_readable)
-
-    @classmethod
-    async def start(cls, config: ProcessConfig) -> Zygote:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        args = ["--control-fd", str(theirs.fileno()), "--max-frame", str(config.max_frame)]
-        args += ["--spares", str(config.spares)]
-        if not config.namespaces:
-            args.append("--no-namespaces")
-        try:
-            process = await asyncio.create_subprocess_exec(
-                # -P: the platform's working folder is not on the functions' path;
-                # -B: code folders are content-addressed, never written to.
-                *(config.python, "-u", "-B", "-P", "-s", "-m", "nfaas.sandboxes.zygote", *args),
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=sys.__stderr__.fileno() if sys.__stderr__ else subprocess.DEVNULL,
-                env=config.env,
-                start_new_session=True,  # a ^C meant for the platform does not reach sandboxes
-            )
-        except OSError as exc:
-            ours.close()
-            raise BackendUnavailable(f"cannot start the zygote ({config.python}): {exc}") from exc
-        finally:
-            theirs.close()
-        ours.setblocking(False)
-        zygote = cls(process, ours)
-        try:
-            async with asyncio.timeout(config.zygote_start_timeout_s):
-                await zygote._ready
-        except BaseException as exc:
-            await zygote.aclose()
-            raise BackendUnavailable(f"the zygote did not start: {exc!r}") from exc
-        logger.debug("zygote started, pid %d", process.pid)
-        return zygote
-
-    async def fork(self) -> WorkerHandle:
-        if not self.alive:
-            raise SandboxStartError("the zygote has exited")
-        self._next_req += 1
-        req = self._next_req
-        future: asyncio.Future[WorkerHandle] = self._loop.create_future()
-        self._forks[req] = future
-        try:
-            await self._loop.sock_sendall(self._control, pack({"op": "fork", "req": req}))
-            return await future
-        finally:
-            self._forks.pop(req, None)
-
-    def _on_readable(self) -> None:
-        while self.alive:
-            try:
-                message, fds = recv_packet(self._control)
-            except BlockingIOError:
-                return
-            if message is None:
-                self._lost()
-                return
-            self._dispatch(message, fds)
-
-    def _dispatch(self, message: dict[str, Any], fds: list[int]) -> None:
-        op = message.get("op")
-        if op == "forked" and len(fds) == 2:
-            pid = message["pid"]
-            exited: asyncio.Future[int | None] = self._loop.create_future()
-            self._exits[pid] = exited
-            handle = WorkerHandle(pid, socket.socket(fileno=fds[0]), fds[1], exited)
-            future = self._forks.get(message["req"])
-            if future is None or future.done():  # the prepare that asked was cancelled
-                handle.kill()
-                handle.release()
-                handle.sock.close()
-            else:
-                future.set_result(handle)
-            return
-        for fd in fds:
-            os.close(fd)
-        if op == "exited":
-            done = self._exits.pop(message["pid"], None)
-            if done is not None and not done.done():
-                done.set_result(message["status"])
-        elif op == "fork_failed":
-            future = self._forks.get(message["req"])
-            if future is not None and not future.done():
-                future.set_exception(SandboxStartError(f"fork failed: {message['message']}"))
-        elif op == "ready" and not self._ready.done():
-            self._ready.set_result(message["pid"])
-
-    def _lost(self) -> None:
-        """The channel closed: the zygote exited, or is being stopped."""
-        if not self.alive:
-            return
-        self.alive = False
-        self._loop.remove_reader(self._control.fileno())
-        self._control.close()
-        gone = SandboxStartError("the zygote exited")
-        if not self._ready.done():
-            self._ready.set_exception(gone)
-        for pending in self._forks.values():
-            if not pending.done():
-                pending.set_exception(gone)
-        for exited in self._exits.values():
-            if not exited.done():
-                exited.set_result(None)
-        self._exits.clear()
-        if self._ready.done() and not self._ready.cancelled():
-            self._ready.exception()  # mark retrieved: nobody may be waiting any more
-
-    async def aclose(self) -> None:
-        """Close the channel, which tells the zygote to kill its children and exit."""
-        self._lost()
-        try:
-            async with asyncio.timeout(5.0):
-                await self.process.wait()
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
-
-
 class ProcessBackend(SandboxBackend):
     name: ClassVar[str] = "process"
 
     def __init__(self, config: ProcessConfig | None = None) -> None:
         self.config = config or ProcessConfig()
-        self._zygote: Zygote | None = None
+        self._zygote: ZygoteClient | None = None
         self._zygote_lock = asyncio.Lock()
-        self._sandboxes: set[Sandbox] = set()
+        self._sandboxes: set[ProcessSandbox] = set()
         self._closed = False
 
     @classmethod
@@ -553,7 +402,18 @@ class ProcessBackend(SandboxBackend):
     async def start(self) -> None:
         async with self._zygote_lock:
             if self._zygote is None:
-                self._zygote = await Zygote.start(self.config)
+                self._zygote = await self._start_zygote()
+
+    async def _start_zygote(self) -> ZygoteClient:
+        config = self.config
+        return await ZygoteClient.start(
+            python=config.python,
+            env=config.env,
+            max_frame=config.max_frame,
+            spares=config.spares,
+            namespaces=config.namespaces,
+            timeout_s=config.zygote_start_timeout_s,
+        )
 
     def create(self) -> Sandbox:
         sandbox = ProcessSandbox(self)
@@ -562,6 +422,16 @@ class ProcessBackend(SandboxBackend):
 
     async def fork(self) -> WorkerHandle:
         """A fresh child of the zygote, restarting the zygote first if it has died."""
+        zygote = await self._live_zygote()
+        try:
+            return await zygote.fork()
+        except SandboxStartError:
+            if zygote.alive:
+                raise
+        # It died under this very request: once more, with a new one.
+        return await (await self._live_zygote()).fork()
+
+    async def _live_zygote(self) -> ZygoteClient:
         if self._closed:
             raise SandboxStartError("the process backend is closed")
         async with self._zygote_lock:
@@ -574,16 +444,21 @@ class ProcessBackend(SandboxBackend):
                         zygote.process.pid,
                         describe_exit(zygote.process.returncode),
                     )
-                zygote = self._zygote = await Zygote.start(self.config)
-        return await zygote.fork()
+                zygote = self._zygote = await self._start_zygote()
+            return zygote
 
-    def forget(self, sandbox: Sandbox) -> None:
+    def forget(self, sandbox: ProcessSandbox) -> None:
         self._sandboxes.discard(sandbox)
 
     async def aclose(self) -> None:
+        """Kill every sandbox's worker, then stop the zygote (which reaps them)."""
         self._closed = True
-        for sandbox in list(self._sandboxes):
-            await sandbox.aclose()
+        sandboxes = list(self._sandboxes)
+        for sandbox in sandboxes:
+            sandbox._release()
         zygote, self._zygote = self._zygote, None
-        if zygote is not None:
-            await zygote.aclose()
+        try:
+            if zygote is not None:
+                await zygote.aclose()
+        finally:
+            await asyncio.gather(*(sandbox.aclose() for sandbox in sandboxes))

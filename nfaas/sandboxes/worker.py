@@ -17,10 +17,10 @@ past it gets ``MemoryError`` at the allocation, which is reported as ``oom``
 and ends the worker. RLIMIT_AS would also count the address space glibc
 reserves per thread arena (64 MB each) and is useless with threads. CPU time
 is RLIMIT_CPU, re-armed before each invocation to what ``cpu`` cores would
-allow over ``timeout_s`` (at least a second, as the kernel counts whole
-seconds, to the nearest second): past it the kernel sends SIGXCPU, which ends the worker and is
-reported as a timeout. Both are binding only for an unprivileged worker; a
-root worker could raise them again.
+allow over ``timeout_s``, at least a second and to the nearest second (the
+kernel counts whole seconds): past it the kernel sends SIGXCPU, which ends the
+worker and is reported as a timeout. Both are binding only for an unprivileged
+worker; a root worker could raise them again.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ MAX_TRACEBACK_CHARS = 8_000
 OCTET_STREAM = "application/octet-stream"
 TEXT_PLAIN = "text/plain; charset=utf-8"
 APPLICATION_JSON = "application/json"
+
+_RUNTIME_FILES = frozenset({__file__, importlib.__file__})
 
 Handler = Callable[["FunctionEvent", "FunctionContext"], object]
 
@@ -124,6 +126,7 @@ class Worker:
         self._handler: Handler | None = None
         self._identity: dict[str, str] = {}
         self._cpu_budget = 1.0
+        self._cpu_hard_limit = resource.getrlimit(resource.RLIMIT_CPU)[1]
         self._in_flight = 0
 
     def run(self, namespaces: list[str]) -> int:
@@ -207,7 +210,7 @@ class Worker:
         except MemoryError:
             raise
         except BaseException as exc:
-            return {"op": "error", "id": request_id, "kind": "raised", **_describe(exc, 1)}
+            return {"op": "error", "id": request_id, "kind": "raised", **_describe(exc)}
         finally:
             self._arm_cpu_limit(-1)
         try:
@@ -240,7 +243,7 @@ class Worker:
             if delta > 0:
                 used = time.process_time()
                 soft = max(math.floor(used) + 1, round(used + self._cpu_budget * self._in_flight))
-                _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+                hard = self._cpu_hard_limit
                 if hard != resource.RLIM_INFINITY:
                     soft = min(soft, hard)
                 resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
@@ -362,11 +365,11 @@ def _encode_result(value: object) -> tuple[bytes, str]:
         ) from None
 
 
-def _describe(exc: BaseException, skip_frames: int = 0) -> dict[str, str]:
-    """Type, message and traceback of ``exc``, truncated, without the worker's own frames."""
+def _describe(exc: BaseException) -> dict[str, str]:
+    """Type, message and traceback of ``exc``, truncated, from the function's first frame."""
     tb = exc.__traceback__
-    for _ in range(skip_frames):
-        tb = tb.tb_next if tb is not None else None
+    while tb is not None and _is_runtime_frame(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
     try:
         message = str(exc)
     except Exception:
@@ -380,6 +383,11 @@ def _describe(exc: BaseException, skip_frames: int = 0) -> dict[str, str]:
         "message": _truncate(message, MAX_MESSAGE_CHARS),
         "traceback": _truncate(text, MAX_TRACEBACK_CHARS, keep_end=True),
     }
+
+
+def _is_runtime_frame(filename: str) -> bool:
+    """Frames of this worker and of the import system, which say nothing to a function's author."""
+    return filename in _RUNTIME_FILES or filename.startswith("<frozen importlib")
 
 
 def _error(request_id: int, kind: str, exc_type: str, message: str) -> Message:

@@ -15,9 +15,13 @@ The control channel is a SOCK_SEQPACKET socket, one msgpack map per packet::
                          exited       pid, status  (os.waitstatus_to_exitcode:
                                                     -N when killed by signal N)
 
-The zygote reaps its children and reports each exit, so a sandbox can say
-"exited with status 3" or "killed by signal 9". It runs no function code. When
-the platform closes the channel (or dies), it kills its children and exits.
+The zygote polls a pidfd per child, reaps its children and reports each exit,
+so a sandbox can say "exited with status 3" or "killed by signal 9". It runs no
+function code. When the platform closes the channel (or dies), it kills its
+children and exits. It keeps ``--spares`` children forked ahead (one by
+default), so a prepare usually gets a child that is already up.
+
+``ZygoteClient``, at the end, is the platform's side of the channel.
 
 Kept deliberately small: a fork copies the page tables of everything mapped,
 and the child then pays a copy-on-write fault (~7 us on a VM) for each page it
@@ -37,11 +41,16 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import msgpack
 
+from nfaas.errors import BackendUnavailable, SandboxStartError
 from nfaas.sandboxes import worker
+
+if TYPE_CHECKING:
+    import asyncio
 
 #: packets on the control channel are small; this bounds one
 MAX_CONTROL_PACKET = 4096
@@ -52,6 +61,8 @@ SANDBOX_HOSTNAME = b"nfaas"
 #: a spare is forked once the channel has been quiet this long, so that the fork
 #: does not compete for CPU with the cold start that just took the last spare
 SPARE_REFILL_IDLE_MS = 10
+#: past any fd a child can hold; os.closerange makes it one close_range(2)
+MAX_FD = 1 << 20
 
 
 def pack(message: dict[str, Any]) -> bytes:
@@ -92,32 +103,30 @@ class Zygote:
     ) -> None:
         self._control = control
         self._max_frame = max_frame
-        self._children: set[int] = set()
-        #: children forked ahead, each with the zygote's end of its socketpair
+        #: pidfd -> pid of every live child; a pidfd polls readable when its child exits
+        self._children: dict[int, int] = {}
+        #: children forked ahead: pidfd, and the zygote's end of the child's socketpair
         self._spares: list[tuple[int, socket.socket]] = []
         self._spare_target = spares
         self._unshare = _namespace_maker() if namespaces and os.geteuid() == 0 else None
-        self._wakeup_r, self._wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._poller = select.poll()
 
     def run(self) -> None:
         """Serve fork requests until the platform closes the control channel."""
-        signal.set_wakeup_fd(self._wakeup_w)
-        signal.signal(signal.SIGCHLD, _ignore_signal)
         gc.collect()
         gc.freeze()  # a child's collector then never touches (and copies) the zygote's objects
         self._control.send(pack({"op": "ready", "pid": os.getpid()}))
-        poller = select.poll()
-        poller.register(self._control, select.POLLIN)
-        poller.register(self._wakeup_r, select.POLLIN)
+        control = self._control.fileno()
+        self._poller.register(control, select.POLLIN)
         try:
             while True:
                 short = len(self._spares) < self._spare_target
-                events = poller.poll(SPARE_REFILL_IDLE_MS if short else None)
+                events = self._poller.poll(SPARE_REFILL_IDLE_MS if short else None)
                 if not events:
                     self._spares.append(self._spawn())
                 for fd, _ in events:
-                    if fd == self._wakeup_r:
-                        self._reap()
+                    if fd != control:
+                        self._reap(fd)
                     elif not self._on_request():
                         return
         finally:
@@ -138,25 +147,19 @@ class Zygote:
     def _hand_out(self, req: int) -> None:
         """Give the platform a spare child, or a fresh fork when none is left."""
         if self._spares:
-            pid, parent_end = self._spares.pop(0)
+            pidfd, parent_end = self._spares.pop(0)
         else:
             try:
-                pid, parent_end = self._spawn()
+                pidfd, parent_end = self._spawn()
             except OSError as exc:
                 self._control.send(pack({"op": "fork_failed", "req": req, "message": str(exc)}))
                 return
-        # The child cannot have been reaped yet (only _reap does that, and it drops
-        # dead spares), so the pidfd names it for sure: the platform kills through
-        # it, safe from pid reuse.
-        pidfd = os.pidfd_open(pid)
+        # The platform gets its own copy of the pidfd and kills through it, so a
+        # reused pid is never hit; the child stays unreaped until this one polls.
+        message = pack({"op": "forked", "req": req, "pid": self._children[pidfd]})
         try:
-            socket.send_fds(
-                self._control,
-                [pack({"op": "forked", "req": req, "pid": pid})],
-                [parent_end.fileno(), pidfd],
-            )
+            socket.send_fds(self._control, [message], [parent_end.fileno(), pidfd])
         finally:
-            os.close(pidfd)
             parent_end.close()
 
     def _spawn(self) -> tuple[int, socket.socket]:
@@ -168,61 +171,50 @@ class Zygote:
             child_end.close()
             raise
         if pid == 0:
-            self._become_worker(parent_end, child_end)
+            self._become_worker(child_end)
         child_end.close()
-        self._children.add(pid)
-        return pid, parent_end
+        pidfd = os.pidfd_open(pid)
+        self._children[pidfd] = pid
+        self._poller.register(pidfd, select.POLLIN)
+        return pidfd, parent_end
 
-    def _become_worker(self, parent_end: socket.socket, child_end: socket.socket) -> NoReturn:
+    def _become_worker(self, child_end: socket.socket) -> NoReturn:
         try:
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            # The child must never speak for the zygote, nor hold another worker's socket.
-            self._control.close()
-            parent_end.close()
-            for _, spare_end in self._spares:
-                spare_end.close()
-            os.close(self._wakeup_r)
-            os.close(self._wakeup_w)
+            # Drop every inherited fd but the worker's own socket and stdio: the
+            # control channel, other workers' sockets, pidfds. One close_range(2)
+            # each side; the socket objects behind them are never used again, as
+            # this frame never returns.
+            keep = child_end.fileno()
+            os.closerange(3, keep)
+            os.closerange(keep + 1, MAX_FD)
             os.setsid()
             namespaces = self._unshare() if self._unshare is not None else []
             worker.serve(child_end, self._max_frame, namespaces)
         finally:
             os._exit(worker.EXIT_PROTOCOL)
 
-    def _reap(self) -> None:
-        try:
-            while os.read(self._wakeup_r, 512):
-                pass
-        except BlockingIOError:
-            pass
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            self._children.discard(pid)
-            self._spares = [spare for spare in self._spares if spare[0] != pid]
-            exit_code = os.waitstatus_to_exitcode(status)
-            self._control.send(pack({"op": "exited", "pid": pid, "status": exit_code}))
+    def _reap(self, pidfd: int) -> None:
+        pid = self._children.pop(pidfd, None)
+        self._poller.unregister(pidfd)
+        os.close(pidfd)
+        if pid is None:
+            return
+        self._spares = [spare for spare in self._spares if spare[0] != pidfd]
+        _, status = os.waitpid(pid, 0)
+        exit_code = os.waitstatus_to_exitcode(status)
+        self._control.send(pack({"op": "exited", "pid": pid, "status": exit_code}))
 
     def _stop_children(self) -> None:
-        for pid in self._children:
+        for pidfd in self._children:
             try:
-                os.kill(pid, signal.SIGKILL)
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        for pid in self._children:
+        for pid in self._children.values():
             try:
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
-
-
-def _ignore_signal(signum: int, frame: object) -> None:
-    """SIGCHLD needs a handler for the wakeup fd to hear it; the poll loop does the work."""
 
 
 def _namespace_maker() -> Callable[[], list[str]] | None:
@@ -238,6 +230,9 @@ def _namespace_maker() -> Callable[[], list[str]] | None:
         unshare, sethostname = libc.unshare, libc.sethostname
     except (OSError, AttributeError):
         return None
+    unshare.argtypes, unshare.restype = [ctypes.c_int], ctypes.c_int
+    sethostname.argtypes, sethostname.restype = [ctypes.c_char_p, ctypes.c_size_t], ctypes.c_int
+    unshare(0)  # a no-op that warms ctypes' call path here, once, instead of in every child
 
     def enter() -> list[str]:
         if unshare(CLONE_NEWIPC | CLONE_NEWUTS) != 0:
@@ -246,6 +241,199 @@ def _namespace_maker() -> Callable[[], list[str]] | None:
         return ["ipc", "uts"]
 
     return enter
+
+
+# -- the platform's side -------------------------------------------------------
+
+
+@dataclass(slots=True)
+class WorkerHandle:
+    """One forked child as the platform holds it."""
+
+    pid: int
+    sock: socket.socket
+    pidfd: int
+    #: the child's exit status (negative: killed by that signal), as its zygote reports it
+    exited: asyncio.Future[int]
+
+    def kill(self) -> None:
+        if self.pidfd < 0:
+            return
+        try:
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def release(self) -> None:
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+
+
+def describe_exit(status: int | None) -> str:
+    """How a child ended, in words: "exited with status 3", "was killed by signal 9 (SIGKILL)"."""
+    if status is None:
+        return "ended (its exit status is unknown: its zygote had gone)"
+    if status >= 0:
+        return f"exited with status {status}"
+    try:
+        name = signal.Signals(-status).name
+    except ValueError:
+        name = "unknown signal"
+    return f"was killed by signal {-status} ({name})"
+
+
+class ZygoteClient:
+    """The platform's handle on one zygote process and its control channel.
+
+    asyncio is imported inside the methods that need it, not at the top: this
+    module is also the zygote's program, and asyncio would add 9 MB to every fork.
+    """
+
+    def __init__(
+        self,
+        process: asyncio.subprocess.Process,
+        control: socket.socket,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.process = process
+        self._control = control
+        self._loop = loop
+        self._ready: asyncio.Future[int] = self._loop.create_future()
+        self._forks: dict[int, asyncio.Future[WorkerHandle]] = {}
+        self._exits: dict[int, asyncio.Future[int]] = {}
+        self._next_req = 0
+        self.alive = True
+        self._loop.add_reader(control.fileno(), self._on_readable)
+
+    @classmethod
+    async def start(
+        cls,
+        *,
+        python: str,
+        env: dict[str, str],
+        max_frame: int,
+        spares: int,
+        namespaces: bool,
+        timeout_s: float,
+    ) -> ZygoteClient:
+        import asyncio
+        import subprocess
+
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        args = ["--control-fd", str(theirs.fileno()), "--max-frame", str(max_frame)]
+        args += ["--spares", str(spares)] + ([] if namespaces else ["--no-namespaces"])
+        try:
+            process = await asyncio.create_subprocess_exec(
+                # -P: the platform's working folder is not on the functions' path;
+                # -B: code folders are content-addressed, never written to.
+                *(python, "-u", "-B", "-P", "-s", "-m", "nfaas.sandboxes.zygote", *args),
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=sys.__stderr__.fileno() if sys.__stderr__ else subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,  # a ^C meant for the platform does not reach sandboxes
+            )
+        except OSError as exc:
+            ours.close()
+            raise BackendUnavailable(f"cannot start the zygote ({python}): {exc}") from exc
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        zygote = cls(process, ours, asyncio.get_running_loop())
+        try:
+            async with asyncio.timeout(timeout_s):
+                await zygote._ready
+        except BaseException as exc:
+            await zygote.aclose()
+            raise BackendUnavailable(f"the zygote did not start: {exc!r}") from exc
+        return zygote
+
+    async def fork(self) -> WorkerHandle:
+        if not self.alive:
+            raise SandboxStartError("the zygote has exited")
+        self._next_req += 1
+        req = self._next_req
+        future: asyncio.Future[WorkerHandle] = self._loop.create_future()
+        self._forks[req] = future
+        try:
+            try:
+                await self._loop.sock_sendall(self._control, pack({"op": "fork", "req": req}))
+            except OSError:  # it died before its end of the channel was seen to close
+                self._lost()
+            return await future
+        finally:
+            self._forks.pop(req, None)
+
+    def _on_readable(self) -> None:
+        while self.alive:
+            try:
+                message, fds = recv_packet(self._control)
+            except BlockingIOError:
+                return
+            if message is None:
+                self._lost()
+                return
+            self._dispatch(message, fds)
+
+    def _dispatch(self, message: dict[str, Any], fds: list[int]) -> None:
+        op = message.get("op")
+        if op == "forked" and len(fds) == 2:
+            pid = message["pid"]
+            exited: asyncio.Future[int] = self._loop.create_future()
+            self._exits[pid] = exited
+            handle = WorkerHandle(pid, socket.socket(fileno=fds[0]), fds[1], exited)
+            future = self._forks.get(message["req"])
+            if future is None or future.done():  # the prepare that asked was cancelled
+                handle.kill()
+                handle.release()
+                handle.sock.close()
+            else:
+                future.set_result(handle)
+            return
+        for fd in fds:
+            os.close(fd)
+        if op == "exited":
+            done = self._exits.pop(message["pid"], None)
+            if done is not None and not done.done():
+                done.set_result(message["status"])
+        elif op == "fork_failed":
+            future = self._forks.get(message["req"])
+            if future is not None and not future.done():
+                future.set_exception(SandboxStartError(f"fork failed: {message['message']}"))
+        elif op == "ready" and not self._ready.done():
+            self._ready.set_result(message["pid"])
+
+    def _lost(self) -> None:
+        """The channel closed: the zygote exited, or is being stopped."""
+        if not self.alive:
+            return
+        self.alive = False
+        self._loop.remove_reader(self._control.fileno())
+        self._control.close()
+        gone = SandboxStartError("the zygote exited")
+        if not self._ready.done():
+            self._ready.set_exception(gone)
+        for pending in self._forks.values():
+            if not pending.done():
+                pending.set_exception(gone)
+        # Its children live on (they only die with the platform), but nobody will
+        # report their exits: the sandboxes see their ends as EOF, status unknown.
+        self._exits.clear()
+        if self._ready.done() and not self._ready.cancelled():
+            self._ready.exception()  # mark retrieved: nobody may be waiting any more
+
+    async def aclose(self) -> None:
+        """Close the channel, which tells the zygote to kill its children and exit."""
+        import asyncio
+
+        self._lost()
+        try:
+            async with asyncio.timeout(5.0):
+                await self.process.wait()
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
 
 
 def main(argv: list[str] | None = None) -> None:
