@@ -6,6 +6,11 @@ from pathlib import Path
 from nfaas.cli.client import resolve_target
 
 
+def found(url: str | None, token: str | None, env: dict[str, str]) -> tuple[str, str | None]:
+    target = resolve_target(url, token, env)
+    return target.url, target.token
+
+
 def test_flags_beat_environment_beat_config_beat_local_platform(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -14,27 +19,27 @@ def test_flags_beat_environment_beat_config_beat_local_platform(tmp_path: Path) 
     config.write_text(json.dumps({"url": "http://config:2", "token": "config-token"}))
     env = {"NFAAS_DATA_DIR": str(data), "HOME": str(tmp_path)}
 
-    assert (lambda t: (t.url, t.token))(resolve_target(None, None, env)) == (
+    assert found(None, None, env) == (
         "http://local:1",
         "local-token",
     )
     env["NFAAS_CONFIG"] = str(config)
-    assert (lambda t: (t.url, t.token))(resolve_target(None, None, env)) == (
+    assert found(None, None, env) == (
         "http://config:2",
         "config-token",
     )
     env |= {"NFAAS_URL": "http://env:3", "NFAAS_TOKEN": "env-token"}
-    assert (lambda t: (t.url, t.token))(resolve_target(None, None, env)) == (
+    assert found(None, None, env) == (
         "http://env:3",
         "env-token",
     )
-    assert (lambda t: (t.url, t.token))(resolve_target("http://flag:4", "flag-token", env)) == (
+    assert found("http://flag:4", "flag-token", env) == (
         "http://flag:4",
         "flag-token",
     )
     # Each setting is found on its own: a URL from a flag, the token from the local platform.
     bare = {"NFAAS_DATA_DIR": str(data), "HOME": str(tmp_path)}
-    assert (lambda t: (t.url, t.token))(resolve_target("http://flag:4", None, bare)) == (
+    assert found("http://flag:4", None, bare) == (
         "http://flag:4",
         "local-token",
     )
