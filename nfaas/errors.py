@@ -2,7 +2,8 @@
 
     NfaasError
     ├── InvalidRequest              bad input to the API or CLI (400)
-    │   └── EventTooLarge           an event over the configured size (413)
+    │   ├── EventTooLarge           an event over the configured size (413)
+    │   └── MethodNotAllowed        an HTTP method a route does not bind (405)
     ├── Unauthenticated             no token, or an unknown one (401)
     ├── Forbidden                   a token that may not do this (403)
     ├── NotFound                    no such package, function, runtime, ... (404)
@@ -57,6 +58,10 @@ class InvalidRequest(NfaasError):
 
 class EventTooLarge(InvalidRequest):
     title = "Event too large"
+
+
+class MethodNotAllowed(InvalidRequest):
+    title = "Method not allowed"
 
 
 class Unauthenticated(NfaasError):

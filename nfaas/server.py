@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
+from collections.abc import Generator
 from pathlib import Path
 
 import uvicorn
@@ -23,36 +27,68 @@ def configure_logging(level: str) -> None:
     )
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, minus its signal handling: the platform owns SIGINT and SIGTERM.
+
+    uvicorn re-raises the captured signal once ``serve()`` returns, which kills the
+    process (SIGTERM) or cancels the main task (SIGINT) before the platform's own
+    ordered shutdown has run.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
 async def serve(config: Config, onboard: list[Path] | None = None) -> None:
-    """Run until SIGINT/SIGTERM, then shut down in order within the configured bound."""
-    async with Platform(config) as platform:
-        app = create_app(platform)
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                host=config.host,
-                port=config.port,
-                log_config=None,
-                access_log=False,
-                lifespan="off",
-                timeout_graceful_shutdown=int(config.shutdown_grace_s),
-            )
-        )
-        write_client_config(config.data_dir, config.url, platform.operator_token)
-        for path in onboard or []:
-            await _onboard(platform, path)
-        log.info(
-            "nfaas up: API %s, data in %s, operator token in %s",
-            config.url,
-            config.data_dir,
-            config.data_dir / "operator.token",
-        )
-        await server.serve()
+    """Run until SIGINT/SIGTERM, then shut down in order within the configured bound.
+
+    A second signal forces uvicorn to stop waiting for open HTTP connections.
+    """
+    platform = Platform(config)
+    try:
+        await platform.start()
+        await _serve(platform, config, onboard)
+    finally:
         log.info(
             "shutting down: stopping triggers, draining instances (up to %g s)",
             config.shutdown_grace_s,
         )
-    log.info("nfaas stopped")
+        # Shielded: a second Ctrl-C must not cut the ordered shutdown short.
+        await asyncio.shield(platform.aclose())
+        log.info("nfaas stopped")
+
+
+async def _serve(platform: Platform, config: Config, onboard: list[Path] | None) -> None:
+    app = create_app(platform)
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=max(1, round(config.shutdown_grace_s)),
+        )
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.handle_exit, sig, None)
+    write_client_config(config.data_dir, config.url, platform.operator_token)
+    for path in onboard or []:
+        await _onboard(platform, path)
+    log.info(
+        "nfaas up: API %s, data in %s, operator token in %s",
+        config.url,
+        config.data_dir,
+        config.data_dir / "operator.token",
+    )
+    try:
+        await server.serve()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 async def _onboard(platform: Platform, path: Path) -> None:

@@ -7,7 +7,11 @@ from fastapi.exceptions import RequestValidationError
 
 from nfaas import __version__
 from nfaas.api.deps import principal_dependency
-from nfaas.api.problems import nfaas_error_handler, validation_error_handler
+from nfaas.api.problems import (
+    nfaas_error_handler,
+    unexpected_error_handler,
+    validation_error_handler,
+)
 from nfaas.api.routes import events, functions, observe, operations, packages
 from nfaas.errors import NfaasError
 from nfaas.platform import Platform
@@ -28,6 +32,7 @@ def create_app(platform: Platform) -> FastAPI:
     )
     app.add_exception_handler(NfaasError, nfaas_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(Exception, unexpected_error_handler)
     principal = principal_dependency(platform.auth)
     for module in (packages, functions, operations, observe):
         app.include_router(module.router(platform, principal))

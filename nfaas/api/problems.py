@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -13,10 +14,12 @@ from starlette.responses import Response
 from nfaas import errors as e
 
 PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
 
 #: most specific first: the first class an error is an instance of decides
 STATUS: tuple[tuple[type[e.NfaasError], int], ...] = (
     (e.EventTooLarge, 413),
+    (e.MethodNotAllowed, 405),
     (e.InvalidRequest, 400),
     (e.Unauthenticated, 401),
     (e.Forbidden, 403),
@@ -69,6 +72,17 @@ async def nfaas_error_handler(request: Request, exc: Exception) -> Response:
     if isinstance(exc, e.Overloaded):
         response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     return response
+
+
+async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
+    """A bug of ours: still a problem document, with the detail in the log, not the answer."""
+    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(
+        500,
+        "Internal error",
+        f"unexpected {type(exc).__name__}; see the platform log",
+        "internal-error",
+    )
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> Response:

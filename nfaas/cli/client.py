@@ -18,6 +18,8 @@ import httpx
 
 from nfaas.config import default_data_dir
 
+DEFAULT_URL = "http://127.0.0.1:8080"
+
 
 @dataclass(frozen=True)
 class Target:
@@ -42,24 +44,44 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def resolve_target(url: str | None, token: str | None, env: Mapping[str, str]) -> Target:
-    sources: list[tuple[str, dict[str, Any]]] = [
-        ("flags", {"url": url, "token": token}),
-        ("environment", {"url": env.get("NFAAS_URL"), "token": env.get("NFAAS_TOKEN")}),
-    ]
+    """The platform to talk to and the token to show it.
+
+    The URL is the first one given by flags, environment, config file, local
+    platform. A token given explicitly (flag, environment) is used as is; a
+    token read from a file is used only with the URL that file names, so the
+    local operator token is never sent to another platform.
+    """
     config_path = Path(
         env.get("NFAAS_CONFIG") or Path(env.get("HOME", "/root")) / ".config/nfaas/config.json"
     )
-    sources.append((str(config_path), _read_json(config_path)))
     client_path = default_data_dir(env) / "client.json"
-    sources.append((str(client_path), _read_json(client_path)))
-    found_url = found_token = None
-    origin = "default"
-    for name, values in sources:
-        if found_url is None and values.get("url"):
-            found_url, origin = values["url"], name
-        if found_token is None and values.get("token"):
-            found_token = values["token"]
-    return Target(found_url or "http://127.0.0.1:8080", found_token, origin)
+    files = [
+        (str(config_path), _read_json(config_path)),
+        (str(client_path), _read_json(client_path)),
+    ]
+    explicit = [
+        ("flags", url, token),
+        ("environment", env.get("NFAAS_URL"), env.get("NFAAS_TOKEN")),
+    ]
+
+    found_url, origin = None, "default"
+    for name, candidate, _ in explicit:
+        if candidate:
+            found_url, origin = candidate, name
+            break
+    else:
+        for name, values in files:
+            if values.get("url"):
+                found_url, origin = values["url"], name
+                break
+    resolved = found_url or DEFAULT_URL
+    found_token = next((t for _, _, t in explicit if t), None)
+    if found_token is None:
+        for _, values in files:
+            if values.get("token") and values.get("url", resolved) == resolved:
+                found_token = values["token"]
+                break
+    return Target(resolved, found_token, origin)
 
 
 class Client:

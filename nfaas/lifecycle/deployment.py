@@ -18,13 +18,14 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from nfaas.errors import NfaasError, Overloaded, SandboxStartError
 from nfaas.lifecycle.infra import NodeCapacity, Reservation
 from nfaas.lifecycle.pools import RuntimePool
-from nfaas.packages.descriptors import FunctionDescriptor
+from nfaas.packages.descriptors import FunctionDescriptor, Scaling
 from nfaas.sandboxes.base import FunctionCode, Sandbox, SandboxBackend
 
 log = logging.getLogger(__name__)
@@ -115,15 +116,19 @@ class FunctionDeployment:
         self._on_change = on_change or (lambda kind, inst: None)
         self.instances: list[FunctionInstance] = []
         self._starting = 0
+        #: instances (starting or running) whose sandbox came from the pool (7.2.3)
+        self._quick_started = 0
         self._waiters: deque[_Waiter] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._starts: set[asyncio.Task[None]] = set()
         self.retired = False
+        self.closed = False
         self.overloaded = {"queue_full": 0, "queue_timeout": 0}
 
     # -- the event path ----------------------------------------------------------------
 
     @property
-    def scaling(self):  # type: ignore[no-untyped-def]
+    def scaling(self) -> Scaling:
         return self.version.descriptor.scaling
 
     async def acquire(self) -> tuple[FunctionInstance, bool]:
@@ -132,9 +137,11 @@ class FunctionDeployment:
         if instance is not None:
             instance.in_flight += 1
             return instance, False
+        # An instance whose sandbox died while idle holds no slot but still counts
+        # against the threshold: delete it now, not after its idle period.
+        self._prune_dead()
         slots_coming = self._starting * self.scaling.concurrency
-        pending = len(self._waiters)
-        if pending < slots_coming:
+        if self._pending() < slots_coming:
             return await self._wait(queued=False)
         if (
             not self.retired
@@ -142,7 +149,7 @@ class FunctionDeployment:
         ):
             self._start_instance()
             return await self._wait(queued=False)
-        queued = sum(1 for w in self._waiters if w.queued)
+        queued = sum(1 for w in self._waiters if w.queued and not w.future.done())
         if queued >= self.scaling.queue_size:
             self.overloaded["queue_full"] += 1
             raise Overloaded(
@@ -178,6 +185,13 @@ class FunctionDeployment:
     def _live_count(self) -> int:
         return sum(1 for i in self.instances if i.state is not InstanceState.DELETED)
 
+    def _pending(self) -> int:
+        return sum(1 for w in self._waiters if not w.future.done())
+
+    def _prune_dead(self) -> None:
+        for instance in [i for i in self.instances if i.in_flight == 0 and not i.sandbox.usable]:
+            self._remove(instance, "failed")
+
     async def _wait(self, *, queued: bool) -> tuple[FunctionInstance, bool]:
         future: asyncio.Future[tuple[FunctionInstance, bool]] = (
             asyncio.get_running_loop().create_future()
@@ -185,7 +199,12 @@ class FunctionDeployment:
         waiter = _Waiter(future, queued)
         self._waiters.append(waiter)
         if not queued:
-            return await future
+            # Waiting for an instance this event caused: bounded by the instantiation itself.
+            try:
+                return await future
+            except asyncio.CancelledError:
+                self._abandon(waiter)
+                raise
         timeout = self.scaling.queue_timeout_s
         try:
             done, _ = await asyncio.wait({future}, timeout=timeout)
@@ -233,7 +252,9 @@ class FunctionDeployment:
         # Counted now, not when the task first runs, so that a burst of events
         # arriving in the same loop iteration does not start too many instances.
         self._starting += 1
-        self._spawn(self._instantiate())
+        task = self._spawn(self._instantiate())
+        self._starts.add(task)
+        task.add_done_callback(self._starts.discard)
 
     async def _instantiate(self) -> None:
         try:
@@ -250,6 +271,13 @@ class FunctionDeployment:
             )
             raise
         self._starting -= 1
+        if self.closed:
+            # Shut down while this instance was loading: it never serves.
+            self._capacity.release(instance.reservation)
+            if instance.from_pool:
+                self._quick_started -= 1
+            await asyncio.shield(instance.sandbox.aclose())
+            return
         self.instances.append(instance)
         self._on_change("created", instance)
         for _ in range(self.scaling.concurrency):
@@ -265,17 +293,21 @@ class FunctionDeployment:
         sandbox: Sandbox | None = None
         from_pool = False
         try:
-            quick_started = sum(1 for i in self.instances if i.from_pool)
-            # EVE025 7.2.3: the quick-start count caps how many instances come from the pool.
-            if self._pool is not None and quick_started < self.scaling.max_quick_start:
+            # EVE025 7.2.3: the quick-start count caps how many instances come from the
+            # pool; counted when taken, so overlapping instantiations cannot exceed it.
+            if self._pool is not None and self._quick_started < self.scaling.max_quick_start:
                 sandbox = self._pool.take()
                 from_pool = sandbox is not None
+                if from_pool:
+                    self._quick_started += 1
             if sandbox is None:
                 sandbox = self._backend.create()
                 await sandbox.prepare()
             await sandbox.load(version.code)
         except BaseException:
             self._capacity.release(reservation)
+            if from_pool:
+                self._quick_started -= 1
             if sandbox is not None:
                 await asyncio.shield(sandbox.aclose())
             raise
@@ -289,12 +321,11 @@ class FunctionDeployment:
         )
 
     def _fail_waiters(self, exc: BaseException, count: int) -> None:
-        for _ in range(count):
-            if not self._waiters:
-                break
+        while count > 0 and self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.future.done():
                 waiter.future.set_exception(exc)
+                count -= 1
 
     def _scale_for_waiters(self) -> None:
         """After losing an instance, start replacements for the events still waiting."""
@@ -312,21 +343,27 @@ class FunctionDeployment:
             return
         instance.state = InstanceState.DELETED
         self.instances.remove(instance)
+        if instance.from_pool:
+            self._quick_started -= 1
         self._capacity.release(instance.reservation)
         self._on_change(f"deleted:{reason}", instance)
         self._spawn(instance.sandbox.aclose())
 
     def reap_idle(self, now: float) -> int:
-        """Delete instances idle past the idle period (use case #4); returns how many."""
+        """Delete instances idle past the idle period (use case #4), and dead ones; how many."""
         idle_period = self.scaling.idle_period_s
-        doomed = [
-            i
-            for i in self.instances
-            if i.in_flight == 0 and (now - i.last_used >= idle_period or self.retired)
-        ]
-        for instance in doomed:
-            self._remove(instance, "idle" if not self.retired else "drained")
-        return len(doomed)
+        removed = 0
+        for instance in [i for i in self.instances if i.in_flight == 0]:
+            if not instance.sandbox.usable:
+                self._remove(instance, "failed")
+            elif self.retired:
+                self._remove(instance, "drained")
+            elif now - instance.last_used >= idle_period:
+                self._remove(instance, "idle")
+            else:
+                continue
+            removed += 1
+        return removed
 
     def retire(self) -> None:
         """A newer version took over (7.2.5): serve no new instance, drain the running ones."""
@@ -338,7 +375,7 @@ class FunctionDeployment:
 
     @property
     def idle(self) -> bool:
-        return not self.instances and not self._starting and not self._waiters
+        return not self.instances and not self._starting and not self._pending()
 
     def counts(self) -> dict[str, int]:
         busy = sum(1 for i in self.instances if i.in_flight > 0)
@@ -346,21 +383,30 @@ class FunctionDeployment:
             "starting": self._starting,
             "busy": busy,
             "idle": len(self.instances) - busy,
-            "queued": sum(1 for w in self._waiters if w.queued),
+            "queued": sum(1 for w in self._waiters if w.queued and not w.future.done()),
         }
 
-    def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
-    async def aclose(self) -> None:
-        """Delete every instance and fail every waiter; idempotent."""
+    async def aclose(self, timeout_s: float = 10.0) -> None:
+        """Delete every instance, stop instantiations, fail every waiter; idempotent, bounded."""
         self.retired = True
+        self.closed = True
         self._fail_waiters(
             Overloaded("the platform is shutting down", reason="shutdown"), len(self._waiters)
         )
         for instance in list(self.instances):
             self._remove(instance, "shutdown")
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        for task in list(self._starts):
+            task.cancel()
+        if self._tasks:
+            _, pending = await asyncio.wait(list(self._tasks), timeout=timeout_s)
+            for task in pending:
+                log.warning(
+                    "%s: a sandbox did not close within %g s", self.version.code.ref, timeout_s
+                )
+                task.cancel()

@@ -18,11 +18,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from nfaas.errors import (
+    EventTooLarge,
     FunctionCrashed,
     FunctionFailure,
     FunctionOutOfMemory,
     FunctionRaised,
     FunctionTimeout,
+    InsufficientCapacity,
     NfaasError,
     Overloaded,
     SandboxStartError,
@@ -42,6 +44,8 @@ _OUTCOME = {
     FunctionOutOfMemory: "oom",
     Overloaded: "overloaded",
     SandboxStartError: "start_failed",
+    InsufficientCapacity: "no_capacity",
+    EventTooLarge: "too_large",
 }
 
 
@@ -92,6 +96,8 @@ class FunctionManager:
         self._pool_for = pool_for
         self._reap_interval = reap_interval_s
         self._deployments: dict[VersionKey, FunctionDeployment] = {}
+        #: retired deployments whose instances still finish what they hold (7.2.5)
+        self._draining: list[FunctionDeployment] = []
         self._reaper: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[str, FunctionInstance], None]] = []
         self.state = ManagerState.RUNNING
@@ -106,6 +112,13 @@ class FunctionManager:
         self._listeners.append(listener)
 
     def _changed(self, kind: str, instance: FunctionInstance) -> None:
+        if kind == "created":
+            self._telemetry.instance_created(
+                instance.version.key,
+                instance.version.backend,
+                instance.init_seconds,
+                instance.from_pool,
+            )
         log.info(
             "instance %s of %s %s (%s, %s)",
             instance.id,
@@ -120,11 +133,16 @@ class FunctionManager:
 
     def deployment(self, version: FunctionVersion) -> FunctionDeployment:
         deployment = self._deployments.get(version.key)
-        if deployment is None or (
-            deployment.version is not version and deployment.version != version
+        if (
+            deployment is None
+            or deployment.retired
+            or (deployment.version is not version and deployment.version != version)
         ):
             if deployment is not None:
+                # A version coming back (a rollback) gets fresh instances; the old
+                # deployment only drains.
                 deployment.retire()
+                self._draining.append(deployment)
             deployment = FunctionDeployment(
                 version,
                 self._backend_for(version.backend),
@@ -154,12 +172,19 @@ class FunctionManager:
             result = await instance.sandbox.invoke(event)
         except FunctionFailure as exc:
             self._telemetry.record(
-                key, event.trigger, outcome_of(exc), duration=time.monotonic() - started
+                key,
+                event.trigger,
+                outcome_of(exc),
+                duration=time.monotonic() - started,
+                cold_start=(started - arrival) if cold else None,
             )
             if exc.fatal:
                 log.warning(
                     "%s on %s: %s; replacing it", type(exc).__name__, instance.id, exc.detail
                 )
+            raise
+        except NfaasError as exc:
+            self._telemetry.record(key, event.trigger, outcome_of(exc))
             raise
         except BaseException:
             self._telemetry.record(key, event.trigger, "error")
@@ -180,9 +205,10 @@ class FunctionManager:
 
     def retire(self, key: VersionKey) -> None:
         """A version no longer receives events: drain its instances (EVE025 7.2.5)."""
-        deployment = self._deployments.get(key)
+        deployment = self._deployments.pop(key, None)
         if deployment is not None:
             deployment.retire()
+            self._draining.append(deployment)
 
     async def _reap_loop(self) -> None:
         while True:
@@ -192,15 +218,17 @@ class FunctionManager:
     def reap_idle(self) -> int:
         now = time.monotonic()
         removed = 0
-        for key, deployment in list(self._deployments.items()):
+        for deployment in self._deployments.values():
             removed += deployment.reap_idle(now)
-            if deployment.retired and deployment.idle:
-                del self._deployments[key]
+        for deployment in list(self._draining):
+            removed += deployment.reap_idle(now)
+            if deployment.idle:
+                self._draining.remove(deployment)
         return removed
 
     def instances(self) -> Iterator[InstanceInfo]:
         now = time.monotonic()
-        for deployment in self._deployments.values():
+        for deployment in self.deployments():
             for inst in deployment.instances:
                 v = inst.version
                 yield InstanceInfo(
@@ -221,19 +249,22 @@ class FunctionManager:
                 )
 
     def instance(self, instance_id: str) -> FunctionInstance | None:
-        for deployment in self._deployments.values():
+        for deployment in self.deployments():
             for inst in deployment.instances:
                 if inst.id == instance_id:
                     return inst
         return None
 
     def _instance_counts(self) -> Iterator[tuple[VersionKey, str, str, int]]:
-        for key, deployment in self._deployments.items():
+        for deployment in self.deployments():
             for state, count in deployment.counts().items():
-                yield key, deployment.version.backend, state, count
+                if deployment.retired and state in ("busy", "idle"):
+                    state = "draining"
+                yield deployment.version.key, deployment.version.backend, state, count
 
     def deployments(self) -> list[FunctionDeployment]:
-        return list(self._deployments.values())
+        """Serving deployments, then draining ones."""
+        return [*self._deployments.values(), *self._draining]
 
     async def aclose(self, grace_s: float = 5.0) -> None:
         """Stop taking events, let running ones finish for ``grace_s``, then delete everything."""
@@ -246,10 +277,10 @@ class FunctionManager:
                 await self._reaper
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline and any(  # noqa: ASYNC110 (polls counters, bounded)
-            i.in_flight for d in self._deployments.values() for i in d.instances
+            i.in_flight for d in self.deployments() for i in d.instances
         ):
             await asyncio.sleep(0.02)
-        for deployment in list(self._deployments.values()):
-            await deployment.aclose()
+        await asyncio.gather(*(d.aclose() for d in self.deployments()))
         self._deployments.clear()
+        self._draining.clear()
         self.state = ManagerState.CLOSED

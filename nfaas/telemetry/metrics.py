@@ -20,7 +20,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 VersionKey = tuple[str, str, str]
 
 #: outcome label values; "ok" and the error kinds a user can act on
-OUTCOMES = ("ok", "raised", "crashed", "timeout", "oom", "overloaded", "start_failed", "error")
+OUTCOMES = (
+    "ok", "raised", "crashed", "timeout", "oom", "overloaded", "start_failed", "no_capacity",
+    "too_large", "error",
+)  # fmt: skip
 
 _DURATION_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
@@ -39,6 +42,8 @@ class VersionStats:
     duration_seconds_total: float = 0.0
     recent_durations: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
     last_invoked_at: float | None = None
+    instances_created: int = 0
+    instance_init_seconds_total: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         durations = sorted(self.recent_durations)
@@ -62,6 +67,12 @@ class VersionStats:
             else None,
             "duration_ms_p50": pct(0.50),
             "duration_ms_p99": pct(0.99),
+            "instances_created": self.instances_created,
+            "instance_init_ms_mean": round(
+                self.instance_init_seconds_total / self.instances_created * 1000, 3
+            )
+            if self.instances_created
+            else None,
             "last_invoked_at": self.last_invoked_at,
         }
 
@@ -110,6 +121,13 @@ class Telemetry:
             "nfaas_cold_start_seconds",
             "Cold start time: event arrival to the function's first line",
             labels,
+            buckets=_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self._instance_init = Histogram(
+            "nfaas_instance_init_seconds",
+            "Time to create an instance: sandbox taken or prepared, code loaded",
+            [*labels, "backend", "from_pool"],
             buckets=_DURATION_BUCKETS,
             registry=self.registry,
         )
@@ -165,6 +183,12 @@ class Telemetry:
             stats.init_seconds_total += cold_start
             self._cold_starts.labels(*key).inc()
             self._init.labels(*key).observe(cold_start)
+
+    def instance_created(self, key: VersionKey, backend: str, init_seconds: float, from_pool: bool) -> None:
+        stats = self.stats(key)
+        stats.instances_created += 1
+        stats.instance_init_seconds_total += init_seconds
+        self._instance_init.labels(*key, backend, "true" if from_pool else "false").observe(init_seconds)
 
     def dropped(self, trigger: str, reason: str) -> None:
         self._dropped.labels(trigger, reason).inc()

@@ -51,7 +51,7 @@ async def test_onboard_list_and_invoke(api: Api, tmp_path: Path) -> None:
     r = await api.http.post("/hook", content=b"custom")
     assert (r.status_code, r.content) == (200, b"custom")
     r = await api.http.get("/hook")
-    assert r.status_code == 400 and "GET is not bound" in r.json()["detail"]
+    assert r.status_code == 405 and "GET is not bound" in r.json()["detail"]
     r = await api.http.post("/api/v1/functions/demo/echo/invoke", content=b"cli", headers=acme)
     assert r.content == b"cli"
     instances = (await api.http.get("/api/v1/instances", headers=acme)).json()
@@ -313,3 +313,21 @@ async def test_state_survives_a_restart(tmp_path: Path) -> None:
         token = {"Authorization": f"Bearer {second.operator_token}"}
         pools = (await http.get("/api/v1/pools", headers=token)).json()
         assert "mock-pool" in [p["id"] for p in pools]
+
+
+async def test_functions_never_see_the_callers_credentials(api: Api, tmp_path: Path) -> None:
+    import json
+
+    api.backend.handlers["headers"] = lambda e: json.dumps(e.meta.get("headers", {})).encode()
+    acme = api.tenant("acme")
+    await onboard(api, package(tmp_path, "demo", [function_doc("headers")]), acme)
+    secret = {"Authorization": "Bearer nfaas_secret", "Cookie": "session=1", "X-Device": "t-1"}
+    for r in (
+        await api.http.post("/fn/demo/headers", headers=secret),
+        await api.http.post(
+            "/api/v1/functions/demo/headers/invoke", headers=api.operator | {"Cookie": "c=1"}
+        ),
+    ):
+        seen = {k.lower() for k in r.json()}
+        assert not seen & {"authorization", "cookie", "proxy-authorization"}, seen
+    assert (await api.http.post("/fn/demo/headers", headers=secret)).json()["x-device"] == "t-1"

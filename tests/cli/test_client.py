@@ -37,12 +37,10 @@ def test_flags_beat_environment_beat_config_beat_local_platform(tmp_path: Path) 
         "http://flag:4",
         "flag-token",
     )
-    # Each setting is found on its own: a URL from a flag, the token from the local platform.
+    # A token read from a file goes only to the platform that file names.
     bare = {"NFAAS_DATA_DIR": str(data), "HOME": str(tmp_path)}
-    assert found("http://flag:4", None, bare) == (
-        "http://flag:4",
-        "local-token",
-    )
+    assert found("http://flag:4", None, bare) == ("http://flag:4", None)
+    assert found("http://local:1", None, bare) == ("http://local:1", "local-token")
 
 
 def test_no_configuration_at_all_means_the_default_local_address(tmp_path: Path) -> None:

@@ -180,3 +180,19 @@ def test_ctrl_c_shuts_down_cleanly_and_state_survives(node: Node) -> None:
     r = httpx.post(f"{node.url}/fn/iot-telemetry/classify", content=b"v=10")
     assert (r.status_code, r.content) == (200, b"ok")
     assert "iot-telemetry/ingest" in node.cli("ls").stdout
+
+
+def test_sigterm_with_an_idle_connection_open_still_shuts_down_in_order(node: Node) -> None:
+    """systemd and container runtimes stop services with SIGTERM; an idle client must not block it."""
+    assert node.proc is not None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.settimeout(10)
+        udp.sendto(b"device=t value=1", ("127.0.0.1", 9001))
+        udp.recvfrom(65536)
+    children = descendants(node.proc.pid)
+    with socket.create_connection(("127.0.0.1", node.port), timeout=5):
+        node.proc.send_signal(signal.SIGTERM)
+        assert node.proc.wait(timeout=20) == 0
+    assert "nfaas stopped" in node.log.read_text()
+    time.sleep(0.2)
+    assert not {pid for pid in children if Path(f"/proc/{pid}").exists()}

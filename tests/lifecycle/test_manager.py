@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from nfaas.errors import FunctionCrashed, InsufficientCapacity, Overloaded, SandboxStartError
-from nfaas.sandboxes.base import Event
+from nfaas.sandboxes.base import Event, SandboxState
 from tests.lifecycle.conftest import Rig
 
 
@@ -127,3 +127,82 @@ async def test_a_new_version_takes_over_and_the_old_one_drains(rig: Rig) -> None
     assert (await running).body == b"old"
     await asyncio.sleep(0.15)
     assert [i.version for i in rig.manager.instances()] == ["2"]
+
+
+async def test_cancelled_cold_start_waiter_leaks_no_slot(rig: Rig) -> None:
+    rig.backend.load_delay = 0.05
+    v = rig.version(instance_threshold=1, idle_period_s=0.1)
+    waiting = asyncio.create_task(rig.manager.invoke(v, Event("invoke", b"x")))
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    # The instance it caused serves the next event, and is reaped later with nothing held.
+    assert (await rig.manager.invoke(v, Event("invoke", b"next"))).body == b"next"
+    await asyncio.sleep(0.3)
+    assert list(rig.manager.instances()) == []
+    assert rig.capacity.memory_reserved_mb == 0
+
+
+async def test_instance_that_dies_while_idle_does_not_block_the_function(rig: Rig) -> None:
+    v = rig.version(instance_threshold=1, idle_period_s=60, queue_timeout_s=0.2)
+    await rig.manager.invoke(v, Event("invoke", b"x"))
+    (instance,) = rig.manager.deployment(v).instances
+    instance.sandbox.state = SandboxState.FAILED  # as when a worker is OOM-killed between events
+    assert (await rig.manager.invoke(v, Event("invoke", b"again"))).body == b"again"
+    assert rig.capacity.memory_reserved_mb == 64
+
+
+async def test_rolling_back_to_a_draining_version_gets_fresh_instances(rig: Rig) -> None:
+    v1, v2 = rig.version("slow", version="1", instance_threshold=1), rig.version(version="2")
+    long = asyncio.create_task(rig.manager.invoke(v1, Event("invoke", b"long", {"sleep": 0.3})))
+    await asyncio.sleep(0.05)
+    rig.manager.retire(v1.key)
+    await rig.manager.invoke(v2, Event("invoke", b"v2"))
+    rig.manager.retire(v2.key)  # roll back: v1 is current again while its old instance drains
+    assert await rig.manager.invoke(v1, Event("invoke", b"back", {"sleep": 0}))
+    assert (await long).body == b"long"
+
+
+async def test_quick_start_count_holds_under_overlapping_loads(rig: Rig) -> None:
+    rig.backend.load_delay = 0.05
+    rig.pool.resize(6)
+    for _ in range(100):
+        if rig.pool.snapshot().ready == 6:
+            break
+        await asyncio.sleep(0.01)
+    v = rig.version("slow", instance_threshold=5, max_quick_start=1)
+    await asyncio.gather(
+        *(rig.manager.invoke(v, Event("invoke", b"x", {"sleep": 0.1})) for _ in range(5))
+    )
+    assert sorted(i.from_pool for i in rig.manager.instances()) == [
+        False,
+        False,
+        False,
+        False,
+        True,
+    ]
+
+
+async def test_shutdown_during_an_instantiation_leaves_nothing(rig: Rig) -> None:
+    rig.backend.load_delay = 0.5
+    v = rig.version()
+    event = asyncio.create_task(rig.manager.invoke(v, Event("invoke", b"x")))
+    await asyncio.sleep(0.05)
+    await rig.manager.aclose(grace_s=0.1)
+    with pytest.raises(Overloaded):
+        await event
+    assert rig.backend.prepared == rig.backend.closed
+    assert rig.capacity.memory_reserved_mb == 0
+
+
+async def test_failing_cold_start_is_still_a_cold_start(rig: Rig) -> None:
+    def crash(event: Event) -> bytes:
+        raise FunctionCrashed("worker exited with status 1")
+
+    rig.backend.handlers["crash"] = crash
+    v = rig.version("crash")
+    with pytest.raises(FunctionCrashed):
+        await rig.manager.invoke(v, Event("invoke", b"x"))
+    stats = rig.telemetry.stats(v.key)
+    assert (stats.cold_starts, stats.instances_created) == (1, 1)

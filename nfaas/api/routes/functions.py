@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from nfaas.api.auth import Principal
 from nfaas.api.body import read_body
+from nfaas.api.routes.events import function_headers
 from nfaas.errors import NotFound
 from nfaas.platform import Platform
 from nfaas.sandboxes.base import Event
@@ -53,13 +54,15 @@ def router(platform: Platform, principal: Any) -> APIRouter:
         }
 
     @api.get("/functions")
-    def list_functions(who: Principal = Depends(principal)) -> list[dict[str, Any]]:
+    async def list_functions(who: Principal = Depends(principal)) -> list[dict[str, Any]]:
         return [
             summary(app, name, versions) for (app, name), versions in sorted(visible(who).items())
         ]
 
     @api.get("/functions/{app}/{name}")
-    def get_function(app: str, name: str, who: Principal = Depends(principal)) -> dict[str, Any]:
+    async def get_function(
+        app: str, name: str, who: Principal = Depends(principal)
+    ) -> dict[str, Any]:
         versions = visible(who).get((app, name))
         if not versions:
             raise NotFound(f"no function {app}/{name}")
@@ -68,7 +71,7 @@ def router(platform: Platform, principal: Any) -> APIRouter:
         }
 
     @api.get("/functions/{app}/{name}/versions")
-    def list_versions(
+    async def list_versions(
         app: str, name: str, who: Principal = Depends(principal)
     ) -> list[dict[str, Any]]:
         versions = visible(who).get((app, name))
@@ -94,7 +97,7 @@ def router(platform: Platform, principal: Any) -> APIRouter:
         if not who.may_touch(platform.router.tenant_of(app, name)):
             raise NotFound(f"no enabled function {app}/{name}")
         body = await read_body(request, platform.config.max_event_bytes, "event")
-        event = Event("invoke", body, {"headers": dict(request.headers)})
+        event = Event("invoke", body, {"headers": function_headers(request)})
         result = await platform.router.dispatch(app, name, event, arrival=arrival)
         return Response(result.body, media_type=result.content_type)
 

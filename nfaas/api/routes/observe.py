@@ -19,17 +19,17 @@ def router(platform: Platform, principal: Any) -> APIRouter:
         return packages[0].tenant if packages else None
 
     @api.get("/api/v1/instances", tags=["observe"])
-    def list_instances(who: Principal = Depends(principal)) -> list[dict[str, Any]]:
+    async def list_instances(who: Principal = Depends(principal)) -> list[dict[str, Any]]:
         return [asdict(i) for i in platform.manager.instances() if who.may_touch(i.tenant)]
 
     @api.get("/api/v1/triggers", tags=["observe"])
-    def list_triggers(who: Principal = Depends(principal)) -> list[dict[str, Any]]:
+    async def list_triggers(who: Principal = Depends(principal)) -> list[dict[str, Any]]:
         return [
             t for t in platform.triggers.snapshot() if who.may_touch(tenant_of_app(t["app"]) or "")
         ]
 
     @api.get("/api/v1/metrics", tags=["observe"])
-    def metrics_json(who: Principal = Depends(principal)) -> dict[str, Any]:
+    async def metrics_json(who: Principal = Depends(principal)) -> dict[str, Any]:
         functions = {
             key: value
             for key, value in platform.telemetry.as_json().items()
@@ -43,14 +43,14 @@ def router(platform: Platform, principal: Any) -> APIRouter:
         return out
 
     @api.get("/metrics", tags=["observe"], response_class=Response)
-    def metrics_prometheus() -> Response:
+    async def metrics_prometheus() -> Response:
         """Prometheus text exposition; names and labels in docs/metrics.md."""
         return Response(
             platform.telemetry.prometheus(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
 
     @api.get("/healthz", tags=["observe"])
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
         return {"status": platform.state.value}
 
     return api

@@ -46,13 +46,15 @@ def router(platform: Platform, principal: Any) -> APIRouter:
     runtimes = platform.runtimes
 
     @api.get("/runtimes", tags=["runtimes"])
-    def list_runtimes(
+    async def list_runtimes(
         name: str | None = None, who: Principal = Depends(principal)
     ) -> list[dict[str, Any]]:
         return [asdict(r) for r in runtimes.query(name)]
 
     @api.post("/runtimes", status_code=201, tags=["runtimes"])
-    def create_runtime(body: RuntimeCreate, who: Principal = Depends(principal)) -> dict[str, Any]:
+    async def create_runtime(
+        body: RuntimeCreate, who: Principal = Depends(principal)
+    ) -> dict[str, Any]:
         who.require_operator("managing runtimes")
         return asdict(
             runtimes.create(
@@ -61,11 +63,13 @@ def router(platform: Platform, principal: Any) -> APIRouter:
         )
 
     @api.get("/runtimes/{name}/{version}", tags=["runtimes"])
-    def get_runtime(name: str, version: str, who: Principal = Depends(principal)) -> dict[str, Any]:
+    async def get_runtime(
+        name: str, version: str, who: Principal = Depends(principal)
+    ) -> dict[str, Any]:
         return asdict(runtimes.get(name, version))
 
     @api.patch("/runtimes/{name}/{version}", tags=["runtimes"])
-    def patch_runtime(
+    async def patch_runtime(
         name: str, version: str, body: RuntimePatch, who: Principal = Depends(principal)
     ) -> dict[str, Any]:
         who.require_operator("managing runtimes")
@@ -79,13 +83,15 @@ def router(platform: Platform, principal: Any) -> APIRouter:
         )
 
     @api.delete("/runtimes/{name}/{version}", status_code=204, tags=["runtimes"])
-    def delete_runtime(name: str, version: str, who: Principal = Depends(principal)) -> Response:
+    async def delete_runtime(
+        name: str, version: str, who: Principal = Depends(principal)
+    ) -> Response:
         who.require_operator("managing runtimes")
         runtimes.delete(name, version)
         return Response(status_code=204)
 
     @api.get("/pools", tags=["pools"])
-    def list_pools(who: Principal = Depends(principal)) -> list[dict[str, Any]]:
+    async def list_pools(who: Principal = Depends(principal)) -> list[dict[str, Any]]:
         out = []
         for record in platform.store.list_pools():
             pool = platform.pools.get(record.id)
@@ -113,11 +119,11 @@ def router(platform: Platform, principal: Any) -> APIRouter:
         return Response(status_code=204)
 
     @api.get("/node", tags=["node"])
-    def get_node(who: Principal = Depends(principal)) -> dict[str, Any]:
+    async def get_node(who: Principal = Depends(principal)) -> dict[str, Any]:
         return platform.capacity.snapshot()
 
     @api.patch("/node", tags=["node"])
-    def patch_node(body: NodePatch, who: Principal = Depends(principal)) -> dict[str, Any]:
+    async def patch_node(body: NodePatch, who: Principal = Depends(principal)) -> dict[str, Any]:
         who.require_operator("changing node capacity")
         platform.capacity.resize(body.memory_mb, body.cpu)
         platform.store.set_setting(
@@ -126,13 +132,15 @@ def router(platform: Platform, principal: Any) -> APIRouter:
         return platform.capacity.snapshot()
 
     @api.post("/tokens", status_code=201, tags=["auth"])
-    def create_token(body: TokenCreate, who: Principal = Depends(principal)) -> dict[str, Any]:
+    async def create_token(
+        body: TokenCreate, who: Principal = Depends(principal)
+    ) -> dict[str, Any]:
         who.require_operator("creating tokens")
         token = platform.auth.issue(body.tenant, body.role, body.name)
         return {"tenant": body.tenant, "role": body.role, "token": token}
 
     @api.get("/whoami", tags=["auth"])
-    def whoami(who: Principal = Depends(principal)) -> dict[str, Any]:
+    async def whoami(who: Principal = Depends(principal)) -> dict[str, Any]:
         return {"tenant": who.tenant, "role": who.role}
 
     return api

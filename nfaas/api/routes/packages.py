@@ -44,16 +44,16 @@ def router(platform: Platform, principal: Any) -> APIRouter:
     limit = platform.config.max_package_bytes
 
     @api.post("/vnf_packages", status_code=201)
-    def create_package(who: Principal = Depends(principal)) -> dict[str, Any]:
+    async def create_package(who: Principal = Depends(principal)) -> dict[str, Any]:
         """Create an empty package resource (SOL005: onboardingState CREATED)."""
         return package_json(onboarding.create(who.tenant))
 
     @api.get("/vnf_packages")
-    def list_packages(who: Principal = Depends(principal)) -> list[dict[str, Any]]:
+    async def list_packages(who: Principal = Depends(principal)) -> list[dict[str, Any]]:
         return [package_json(p) for p in platform.store.list_packages(who.scope)]
 
     @api.get("/vnf_packages/{package_id}")
-    def get_package(package_id: str, who: Principal = Depends(principal)) -> dict[str, Any]:
+    async def get_package(package_id: str, who: Principal = Depends(principal)) -> dict[str, Any]:
         return package_json(onboarding.get(package_id, who.scope))
 
     @api.put("/vnf_packages/{package_id}/package_content", status_code=202)
@@ -66,7 +66,7 @@ def router(platform: Platform, principal: Any) -> APIRouter:
         return package_json(await onboarding.upload(package_id, data, who.scope))
 
     @api.get("/vnf_packages/{package_id}/package_content")
-    def get_content(package_id: str, who: Principal = Depends(principal)) -> Response:
+    async def get_content(package_id: str, who: Principal = Depends(principal)) -> Response:
         record = onboarding.get(package_id, who.scope)
         if record.sha256 is None:
             raise Conflict(f"package {package_id} has no content ({record.onboarding_state})")
