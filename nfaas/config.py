@@ -38,6 +38,10 @@ class Config:
     #: node capacity; None = measured (80 % of MemTotal, all cores)
     node_memory_mb: int | None = None
     node_cpu: float | None = None
+    #: CPU reservations may add up to cores x this factor; 1.0 refuses any overcommit
+    cpu_overcommit: float = 1.0
+    #: serve /metrics without a token (for a Prometheus on a trusted network)
+    metrics_public: bool = False
     #: how often idle instances are looked for (use case #4)
     reap_interval_s: float = 0.5
     #: bounded shutdown: time given to running invocations before they are cancelled
@@ -78,6 +82,4 @@ def _coerce(type_name: object, raw: str) -> Any:
         return int(raw)
     if "float" in text:
         return float(raw)
-    if text.startswith("int |"):
-        return int(raw)
     return raw

@@ -98,11 +98,13 @@ class Platform:
         )
 
     def _capacity(self) -> NodeCapacity:
+        """Configured capacity wins, then what the operator set through the API, then measured."""
         saved = self.store.get_setting("capacity") or {}
         memory, cpu = measured_capacity()
         return NodeCapacity(
-            memory_mb=saved.get("memory_mb") or self.config.node_memory_mb or memory,
-            cpu=saved.get("cpu") or self.config.node_cpu or cpu,
+            memory_mb=self.config.node_memory_mb or saved.get("memory_mb") or memory,
+            cpu=self.config.node_cpu or saved.get("cpu") or cpu,
+            cpu_overcommit=self.config.cpu_overcommit,
         )
 
     # -- lifecycle -----------------------------------------------------------------------

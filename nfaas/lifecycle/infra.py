@@ -32,13 +32,13 @@ def measured_capacity() -> tuple[int, float]:
 class NodeCapacity:
     """Memory and CPU of this node, and who holds how much of it.
 
-    CPU is reserved as a share for accounting and placement only: functions
-    are I/O-bound network functions and the kernel shares cores; memory is the
-    hard resource, and refusing to overcommit it is what keeps one tenant's
-    burst from pushing the node into the OOM killer.
+    Memory is never overcommitted: that is what keeps one tenant's burst from
+    pushing the node into the OOM killer. CPU reservations may add up to the
+    cores times ``cpu_overcommit`` (1.0 by default: no overcommit), since an
+    operator of I/O-bound network functions may choose to share cores.
     """
 
-    def __init__(self, memory_mb: int, cpu: float, *, cpu_overcommit: float = 4.0) -> None:
+    def __init__(self, memory_mb: int, cpu: float, *, cpu_overcommit: float = 1.0) -> None:
         self.memory_mb = memory_mb
         self.cpu = cpu
         self.cpu_overcommit = cpu_overcommit
@@ -86,6 +86,10 @@ class NodeCapacity:
         if cpu is not None:
             if cpu <= 0:
                 raise InvalidRequest("cpu must be positive")
+            if cpu * self.cpu_overcommit < self.cpu_reserved - 1e-9:
+                raise InvalidRequest(
+                    f"cannot set cpu to {cpu:g}: {self.cpu_reserved:g} are reserved"
+                )
             self.cpu = cpu
 
     def snapshot(self) -> dict[str, float]:

@@ -87,7 +87,7 @@ class Resources(_Model):
         default=128, ge=4, le=65536, description="memory limit and reservation per instance"
     )
     cpu: float = Field(
-        default=0.5, gt=0, le=64, description="CPU share reserved per instance, in cores"
+        default=0.1, gt=0, le=64, description="CPU share reserved per instance, in cores"
     )
     timeout_s: float = Field(
         default=10.0, gt=0, le=3600, description="wall-clock limit of one invocation"

@@ -60,7 +60,9 @@ async def test_onboard_list_and_invoke(api: Api, tmp_path: Path) -> None:
         "demo/echo@1.0.0"
     ]
     assert metrics["invocations"] == 3 and metrics["cold_starts"] == 1
-    prom = (await api.http.get("/metrics")).text
+    assert (await api.http.get("/metrics")).status_code == 401
+    assert (await api.http.get("/metrics", headers=acme)).status_code == 403
+    prom = (await api.http.get("/metrics", headers=api.operator)).text
     assert (
         'nfaas_invocations_total{app="demo",function="echo",outcome="ok",trigger="http",version="1.0.0"} 2.0'
         in prom

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Header, Response
 
 from nfaas.api.auth import Principal
 from nfaas.platform import Platform
@@ -43,8 +43,10 @@ def router(platform: Platform, principal: Any) -> APIRouter:
         return out
 
     @api.get("/metrics", tags=["observe"], response_class=Response)
-    async def metrics_prometheus() -> Response:
-        """Prometheus text exposition; names and labels in docs/metrics.md."""
+    async def metrics_prometheus(authorization: str | None = Header(default=None)) -> Response:
+        """Prometheus text exposition (operator token, unless metrics_public); see docs/metrics.md."""
+        if not platform.config.metrics_public:
+            platform.auth.authenticate(authorization).require_operator("reading /metrics")
         return Response(
             platform.telemetry.prometheus(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
