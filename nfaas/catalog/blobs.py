@@ -64,16 +64,30 @@ class BlobStore:
         return tree
 
     def materialise(self, tree_digest: str, dest: Path) -> Path:
-        """Write a tree's files under ``dest`` (once; the folder is named by the tree)."""
-        if dest.exists():
-            return dest
+        """Write a tree's files under ``dest`` (once; the folder is named by the tree).
+
+        Modes are set, not left to the umask: the code is readable by everyone and
+        writable by its owner only (folders 0755, files 0644), so that a worker
+        running as an unprivileged uid can read it and not change it. The folder
+        holding ``dest`` is made owner-only (0700): a worker is given ``dest`` alone,
+        as an open descriptor, and must not climb out of it with ``..`` to the
+        state database or other functions' code.
+        """
         dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.parent.chmod(0o700)
+        if dest.exists():
+            dest.chmod(0o755)  # folders written before modes were set here are 0700
+            return dest
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".tmp-"))
         try:
             for rel, digest in self.tree(tree_digest).items():
                 target = tmp / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
+                for folder in reversed(target.relative_to(tmp).parents[:-1]):
+                    (tmp / folder).mkdir(exist_ok=True)
+                    (tmp / folder).chmod(0o755)
                 target.write_bytes(self.get(digest))
+                target.chmod(0o644)
+            tmp.chmod(0o755)
             os.replace(tmp, dest)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -1,171 +1,166 @@
 """The platform's durable state in one SQLite file.
 
 Packages, function versions (the internal code repository of 7.2.5, keyed by
-name and version), runtimes (the FRSR of 7.2.1), pools and tokens. Instances
-are not stored: they are recreated on demand after a restart.
+name and version) and the links saying which packages ship which versions,
+runtimes (the FRSR of 7.2.1), pools and tokens. Instances are not stored: they
+are recreated on demand after a restart.
 
 SQLite's own module is used synchronously on purpose: every call here is a
 management operation of well under a millisecond (WAL mode), none sits on the
-event path, and a thread hop per call would cost more than the query.
+event path, and a thread hop per call would cost more than the query. The one
+connection belongs to the thread that opened the store (the event loop's):
+``foreign_threads`` says what a call from any other thread does -- wait for the
+owner's transaction to finish (``"serialise"``), or fail (``"refuse"``).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS tokens (
-    hash TEXT PRIMARY KEY, tenant TEXT NOT NULL, role TEXT NOT NULL,
-    name TEXT NOT NULL, created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS packages (
-    id TEXT PRIMARY KEY, tenant TEXT NOT NULL, kind TEXT, app TEXT, version TEXT,
-    onboarding_state TEXT NOT NULL, operational_state TEXT NOT NULL,
-    sha256 TEXT, error TEXT, descriptor TEXT, functions TEXT NOT NULL DEFAULT '[]',
-    created_at REAL NOT NULL, updated_at REAL NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS packages_app_version
-    ON packages (app, version) WHERE kind = 'application' AND onboarding_state = 'ONBOARDED';
-CREATE TABLE IF NOT EXISTS functions (
-    app TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL, tenant TEXT NOT NULL,
-    package_id TEXT NOT NULL, descriptor TEXT NOT NULL, code_tree TEXT NOT NULL,
-    compiled TEXT, created_at REAL NOT NULL,
-    PRIMARY KEY (app, name, version)
-);
-CREATE TABLE IF NOT EXISTS current_versions (
-    app TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL,
-    PRIMARY KEY (app, name)
-);
-CREATE TABLE IF NOT EXISTS runtimes (
-    name TEXT NOT NULL, version TEXT NOT NULL, backend TEXT NOT NULL,
-    description TEXT NOT NULL DEFAULT '', builtin INTEGER NOT NULL DEFAULT 0,
-    sandbox_memory_mb INTEGER NOT NULL DEFAULT 16, created_at REAL NOT NULL,
-    PRIMARY KEY (name, version)
-);
-CREATE TABLE IF NOT EXISTS pools (
-    id TEXT PRIMARY KEY, runtime_name TEXT NOT NULL, runtime_version TEXT NOT NULL,
-    size INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+from nfaas.catalog.records import (
+    FunctionKey,
+    FunctionRecord,
+    PackageRecord,
+    PoolRecord,
+    RuntimeRecord,
+    TokenRecord,
+    VersionKey,
+)
+from nfaas.catalog.schema import prepare
+
+__all__ = [
+    "FunctionKey",
+    "FunctionRecord",
+    "PackageRecord",
+    "PoolRecord",
+    "RuntimeRecord",
+    "StateStore",
+    "StoreThreadError",
+    "TokenRecord",
+    "VersionKey",
+]
+
+log = logging.getLogger(__name__)
+
+ForeignThreads = Literal["serialise", "refuse"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
-@dataclass(frozen=True)
-class TokenRecord:
-    hash: str
-    tenant: str
-    role: str
-    name: str
-    created_at: float
+class StoreThreadError(RuntimeError):
+    """The store was called from a thread other than the one that owns it (a bug)."""
 
 
-@dataclass(frozen=True)
-class PackageRecord:
-    id: str
-    tenant: str
-    onboarding_state: str
-    operational_state: str
-    created_at: float
-    updated_at: float
-    kind: str | None = None
-    app: str | None = None
-    version: str | None = None
-    sha256: str | None = None
-    error: str | None = None
-    descriptor: dict[str, Any] | None = None
-    functions: list[str] = field(default_factory=list)
+def _owned(
+    method: Callable[Concatenate[StateStore, _P], _R],
+) -> Callable[Concatenate[StateStore, _P], _R]:
+    """Run ``method`` as the owning thread may, under the store's thread policy."""
 
+    @functools.wraps(method)
+    def guarded(self: StateStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._turn():
+            return method(self, *args, **kwargs)
 
-@dataclass(frozen=True)
-class FunctionRecord:
-    app: str
-    name: str
-    version: str
-    tenant: str
-    package_id: str
-    descriptor: dict[str, Any]
-    code_tree: str
-    compiled: str | None
-    created_at: float
-
-
-@dataclass(frozen=True)
-class RuntimeRecord:
-    name: str
-    version: str
-    backend: str
-    description: str = ""
-    builtin: bool = False
-    sandbox_memory_mb: int = 16
-    created_at: float = 0.0
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}:{self.version}"
-
-
-@dataclass(frozen=True)
-class PoolRecord:
-    id: str
-    runtime_name: str
-    runtime_version: str
-    size: int
+    return guarded
 
 
 class StateStore:
-    """Typed access to the SQLite state; one connection, used from the event loop's thread."""
+    """Typed access to the SQLite state; one connection, owned by the thread that opened it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, foreign_threads: ForeignThreads = "serialise") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._owner = threading.get_ident()
+        self._policy = foreign_threads
+        self._lock = threading.RLock()
+        self._warned = False
+        # check_same_thread=False so that "serialise" can work; _turn() keeps the promise.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
+        prepare(self._db)
         self._depth = 0
+        self._generation = 0
 
+    def _turn(self) -> AbstractContextManager[object]:
+        if threading.get_ident() == self._owner:
+            return self._lock
+        thread = threading.current_thread().name
+        if self._policy == "refuse":
+            raise StoreThreadError(
+                f"the state store was called from thread {thread!r}; it belongs to the event "
+                "loop's thread (make the caller async)"
+            )
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "state store called from thread %r; calls are serialised with the event loop's",
+                thread,
+            )
+        return self._lock
+
+    @_owned
     def close(self) -> None:
         self._db.close()
+
+    @property
+    def catalog_generation(self) -> int:
+        """Changes whenever a function version or a runtime is stored, changed or deleted.
+
+        ``FunctionCatalog`` compares it on each lookup: an int comparison on the event
+        path instead of a query, and a cache that cannot outlive what it was built from.
+        """
+        return self._generation
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """All or nothing: a failure inside leaves the stored state as it was."""
-        if self._depth:
-            self._depth += 1
+        with self._turn():
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
             try:
                 yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                # What was rolled back may have been looked at: look again.
+                self._generation += 1
+                raise
+            else:
+                self._db.execute("COMMIT")
             finally:
-                self._depth -= 1
-            return
-        self._db.execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        else:
-            self._db.execute("COMMIT")
-        finally:
-            self._depth = 0
+                self._depth = 0
 
     # -- tokens ----------------------------------------------------------------------
 
+    @_owned
     def add_token(self, record: TokenRecord) -> None:
         self._db.execute("INSERT INTO tokens VALUES (?, ?, ?, ?, ?)", astuple_of(record))
 
+    @_owned
     def find_token(self, token_hash: str) -> TokenRecord | None:
         row = self._db.execute("SELECT * FROM tokens WHERE hash = ?", (token_hash,)).fetchone()
         return TokenRecord(**dict(row)) if row else None
 
+    @_owned
     def count_tokens(self, role: str) -> int:
         return int(
             self._db.execute("SELECT COUNT(*) FROM tokens WHERE role = ?", (role,)).fetchone()[0]
@@ -173,8 +168,10 @@ class StateStore:
 
     # -- packages --------------------------------------------------------------------
 
+    @_owned
     def insert_package(self, record: PackageRecord) -> None:
         row = asdict(record)
+        del row["in_use"]
         row["descriptor"] = json.dumps(record.descriptor) if record.descriptor is not None else None
         row["functions"] = json.dumps(record.functions)
         cols = ", ".join(row)
@@ -183,6 +180,7 @@ class StateStore:
             tuple(row.values()),
         )
 
+    @_owned
     def update_package(self, package_id: str, **changes: Any) -> PackageRecord:
         if "descriptor" in changes and changes["descriptor"] is not None:
             changes["descriptor"] = json.dumps(changes["descriptor"])
@@ -197,10 +195,12 @@ class StateStore:
         assert record is not None
         return record
 
+    @_owned
     def get_package(self, package_id: str) -> PackageRecord | None:
         row = self._db.execute("SELECT * FROM packages WHERE id = ?", (package_id,)).fetchone()
-        return _package(row) if row else None
+        return _package(row, self._serving_packages()) if row else None
 
+    @_owned
     def list_packages(self, tenant: str | None = None) -> list[PackageRecord]:
         if tenant is None:
             rows = self._db.execute("SELECT * FROM packages ORDER BY created_at")
@@ -208,20 +208,29 @@ class StateStore:
             rows = self._db.execute(
                 "SELECT * FROM packages WHERE tenant = ? ORDER BY created_at", (tenant,)
             )
-        return [_package(r) for r in rows]
+        serving = self._serving_packages()
+        return [_package(r, serving) for r in rows]
 
+    @_owned
     def find_onboarded_app(self, app: str) -> list[PackageRecord]:
         rows = self._db.execute(
             "SELECT * FROM packages WHERE app = ? AND onboarding_state = 'ONBOARDED' ORDER BY created_at",
             (app,),
         )
-        return [_package(r) for r in rows]
+        serving = self._serving_packages()
+        return [_package(r, serving) for r in rows]
 
-    def delete_package(self, package_id: str) -> None:
-        self._db.execute("DELETE FROM packages WHERE id = ?", (package_id,))
+    @_owned
+    def delete_package(self, package_id: str) -> list[VersionKey]:
+        """Delete a package, its links and the versions no other package ships; those."""
+        with self.transaction():
+            deleted = self.unlink_package(package_id)
+            self._db.execute("DELETE FROM packages WHERE id = ?", (package_id,))
+        return deleted
 
-    # -- function versions -----------------------------------------------------------
+    # -- function versions and the packages that ship them ------------------------------
 
+    @_owned
     def insert_function(self, record: FunctionRecord) -> None:
         row = asdict(record)
         row["descriptor"] = json.dumps(record.descriptor)
@@ -229,7 +238,9 @@ class StateStore:
             f"INSERT INTO functions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
             tuple(row.values()),
         )
+        self._generation += 1
 
+    @_owned
     def get_function(self, app: str, name: str, version: str) -> FunctionRecord | None:
         row = self._db.execute(
             "SELECT * FROM functions WHERE app = ? AND name = ? AND version = ?",
@@ -237,6 +248,7 @@ class StateStore:
         ).fetchone()
         return _function(row) if row else None
 
+    @_owned
     def list_functions(self, app: str | None = None) -> list[FunctionRecord]:
         if app is None:
             rows = self._db.execute("SELECT * FROM functions ORDER BY app, name, created_at")
@@ -246,25 +258,113 @@ class StateStore:
             )
         return [_function(r) for r in rows]
 
-    def delete_functions_of_package(self, package_id: str) -> None:
-        self._db.execute("DELETE FROM functions WHERE package_id = ?", (package_id,))
-
-    def set_current(self, app: str, name: str, version: str) -> None:
+    @_owned
+    def link_function(self, package_id: str, app: str, name: str, version: str) -> None:
+        """Record that a package ships a stored version; the newest link makes it current."""
         self._db.execute(
-            "INSERT INTO current_versions VALUES (?, ?, ?) "
-            "ON CONFLICT (app, name) DO UPDATE SET version = excluded.version",
-            (app, name, version),
+            "INSERT INTO package_functions (package_id, app, name, version) VALUES (?, ?, ?, ?)",
+            (package_id, app, name, version),
         )
 
-    def current_versions(self) -> dict[tuple[str, str], str]:
-        rows = self._db.execute("SELECT app, name, version FROM current_versions")
-        return {(r["app"], r["name"]): r["version"] for r in rows}
+    @_owned
+    def unlink_package(self, package_id: str) -> list[VersionKey]:
+        """Drop a package's links and the versions no other package ships; returns those."""
+        with self.transaction():
+            keys: list[VersionKey] = [
+                (r["app"], r["name"], r["version"])
+                for r in self._db.execute(
+                    "SELECT app, name, version FROM package_functions WHERE package_id = ? "
+                    "ORDER BY seq",
+                    (package_id,),
+                )
+            ]
+            self._db.execute("DELETE FROM package_functions WHERE package_id = ?", (package_id,))
+            deleted: list[VersionKey] = []
+            for key in keys:
+                holder = self._db.execute(
+                    "SELECT package_id FROM package_functions "
+                    "WHERE app = ? AND name = ? AND version = ? ORDER BY seq DESC LIMIT 1",
+                    key,
+                ).fetchone()
+                if holder is None:
+                    self._db.execute(
+                        "DELETE FROM functions WHERE app = ? AND name = ? AND version = ?", key
+                    )
+                    deleted.append(key)
+                else:
+                    self._db.execute(
+                        "UPDATE functions SET package_id = ? "
+                        "WHERE app = ? AND name = ? AND version = ? AND package_id = ?",
+                        (holder[0], *key, package_id),
+                    )
+            if deleted:
+                self._generation += 1
+        return deleted
 
-    def delete_current(self, app: str) -> None:
-        self._db.execute("DELETE FROM current_versions WHERE app = ?", (app,))
+    @_owned
+    def delete_unreferenced_functions(self) -> list[VersionKey]:
+        """Delete versions no package ships (left by a state file of the first schema)."""
+        with self.transaction():
+            keys: list[VersionKey] = [
+                (r["app"], r["name"], r["version"])
+                for r in self._db.execute(
+                    "SELECT app, name, version FROM functions f WHERE NOT EXISTS ("
+                    "SELECT 1 FROM package_functions l "
+                    "WHERE l.app = f.app AND l.name = f.name AND l.version = f.version) "
+                    "ORDER BY app, name, version"
+                )
+            ]
+            for key in keys:
+                self._db.execute(
+                    "DELETE FROM functions WHERE app = ? AND name = ? AND version = ?", key
+                )
+            if keys:
+                self._generation += 1
+        return keys
+
+    @_owned
+    def serving_versions(self, enabled_only: bool = True) -> dict[FunctionKey, list[str]]:
+        """Per function, the versions packages ship, the newest onboarded package's first.
+
+        Only ONBOARDED packages count, and with ``enabled_only`` only ENABLED ones; a
+        function no such package ships is absent. The first version is the current one
+        (EVE025 7.2.5: an update's version takes the events); the others are what a
+        rollback or a weighted policy may choose from.
+        """
+        out: dict[FunctionKey, list[str]] = {}
+        for link in self._links(enabled_only):
+            versions = out.setdefault((link["app"], link["name"]), [])
+            if link["version"] not in versions:
+                versions.append(link["version"])
+        return out
+
+    @_owned
+    def current_versions(self, enabled_only: bool = True) -> dict[FunctionKey, str]:
+        """The version each function's events go to; see ``serving_versions``."""
+        return {key: versions[0] for key, versions in self.serving_versions(enabled_only).items()}
+
+    def _links(self, enabled_only: bool) -> list[sqlite3.Row]:
+        enabled = "AND p.operational_state = 'ENABLED'" if enabled_only else ""
+        return self._db.execute(
+            "SELECT l.package_id, l.app, l.name, l.version "
+            "FROM package_functions l JOIN packages p ON p.id = l.package_id "
+            f"WHERE p.onboarding_state = 'ONBOARDED' {enabled} ORDER BY l.seq DESC"
+        ).fetchall()
+
+    def _serving_packages(self) -> set[str]:
+        """The packages that ship at least one function's current version."""
+        seen: set[FunctionKey] = set()
+        packages: set[str] = set()
+        for link in self._links(enabled_only=True):
+            key = (link["app"], link["name"])
+            if key not in seen:
+                seen.add(key)
+                packages.add(link["package_id"])
+        return packages
 
     # -- runtimes (FRSR) ---------------------------------------------------------------
 
+    @_owned
     def upsert_runtime(self, record: RuntimeRecord) -> None:
         self._db.execute(
             "INSERT INTO runtimes VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name, version) DO UPDATE "
@@ -272,13 +372,16 @@ class StateStore:
             "sandbox_memory_mb = excluded.sandbox_memory_mb",
             astuple_of(record),
         )
+        self._generation += 1
 
+    @_owned
     def get_runtime(self, name: str, version: str) -> RuntimeRecord | None:
         row = self._db.execute(
             "SELECT * FROM runtimes WHERE name = ? AND version = ?", (name, version)
         ).fetchone()
         return _runtime(row) if row else None
 
+    @_owned
     def list_runtimes(self, name: str | None = None) -> list[RuntimeRecord]:
         if name is None:
             rows = self._db.execute("SELECT * FROM runtimes ORDER BY name, version")
@@ -288,29 +391,36 @@ class StateStore:
             )
         return [_runtime(r) for r in rows]
 
+    @_owned
     def delete_runtime(self, name: str, version: str) -> None:
         self._db.execute("DELETE FROM runtimes WHERE name = ? AND version = ?", (name, version))
+        self._generation += 1
 
     # -- pools ---------------------------------------------------------------------------
 
+    @_owned
     def upsert_pool(self, record: PoolRecord) -> None:
         self._db.execute(
             "INSERT INTO pools VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET size = excluded.size",
             astuple_of(record),
         )
 
+    @_owned
     def list_pools(self) -> list[PoolRecord]:
         return [PoolRecord(**dict(r)) for r in self._db.execute("SELECT * FROM pools ORDER BY id")]
 
+    @_owned
     def delete_pool(self, pool_id: str) -> None:
         self._db.execute("DELETE FROM pools WHERE id = ?", (pool_id,))
 
     # -- settings --------------------------------------------------------------------------
 
+    @_owned
     def get_setting(self, key: str) -> Any:
         row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
+    @_owned
     def set_setting(self, key: str, value: Any) -> None:
         self._db.execute(
             "INSERT INTO settings VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -322,11 +432,11 @@ def astuple_of(record: Any) -> tuple[Any, ...]:
     return tuple(asdict(record).values())
 
 
-def _package(row: sqlite3.Row) -> PackageRecord:
+def _package(row: sqlite3.Row, serving: set[str]) -> PackageRecord:
     data = dict(row)
     data["descriptor"] = json.loads(data["descriptor"]) if data["descriptor"] else None
     data["functions"] = json.loads(data["functions"])
-    return PackageRecord(**data)
+    return PackageRecord(**data, in_use=data["id"] in serving)
 
 
 def _function(row: sqlite3.Row) -> FunctionRecord:

@@ -10,21 +10,44 @@ enforces the wall-clock timeout here: past ``timeout_s`` the child is killed.
 Exits are reported by the zygote, which reaps the children, so a crash says
 how the process ended. The platform holds a pidfd per child and kills through
 it, never by pid, so a reused pid is never hit.
+
+When the platform runs as root, every worker is confined before it runs
+anything (``zygote.Confinement``): a uid and gid of its own, no capabilities,
+no_new_privs, not dumpable, rlimits it cannot raise. It then cannot read what
+only root may (the operator token, the state database), write outside its
+scratch folder and world-writable places, signal or trace the platform, the
+zygote or another worker, or fork without bound. Its code lives under a folder
+it cannot enter, so ``load`` opens the code folder here and sends the fd with
+the load frame; the worker imports through ``/proc/self/fd/N``. The catalog
+keeps the folder above each code folder root-only, so that ``..`` from the fd
+leads nowhere. When the platform does not run as root, nothing of this
+applies: workers run as the platform's own user, as before.
+
+Every instance gets a scratch folder of its own (its working folder, TMPDIR and
+HOME), owned by its worker's uid, mode 0700, removed once the worker has ended.
+The per-invocation CPU budget is enforced here, from outside (``CpuBudget``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import secrets
+import shutil
 import signal
+import socket
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 from nfaas.errors import (
+    BackendUnavailable,
     EventTooLarge,
     FunctionCrashed,
     FunctionFailure,
@@ -45,6 +68,7 @@ from nfaas.sandboxes.base import (
 )
 from nfaas.sandboxes.protocol import (
     DEFAULT_MAX_FRAME,
+    HEADER,
     Message,
     check_reply,
     invoke_message,
@@ -53,7 +77,7 @@ from nfaas.sandboxes.protocol import (
 )
 from nfaas.sandboxes.protocol import pack as pack_frame
 from nfaas.sandboxes.worker import EXIT_OUT_OF_MEMORY
-from nfaas.sandboxes.zygote import WorkerHandle, ZygoteClient, describe_exit
+from nfaas.sandboxes.zygote import Confinement, WorkerHandle, ZygoteClient, describe_exit
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +85,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 #: how long a crashed child's exit status may take to arrive from the zygote
 EXIT_STATUS_WAIT_S = 0.1
+#: the shortest wait between two looks at a worker's CPU time
+CPU_CHECK_MIN_S = 0.01
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: the most CPU seconds a process can use per second of wall time
+_CORES = os.cpu_count() or 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +103,10 @@ class ProcessConfig:
     max_frame: int = DEFAULT_MAX_FRAME
     #: new IPC and UTS namespaces per child, when running as root
     namespaces: bool = True
+    #: what each worker becomes when the platform runs as root (its own uid, rlimits)
+    confinement: Confinement = field(default_factory=Confinement)
+    #: where the folder of instances' scratch folders is made (None: the system's temp folder)
+    scratch_dir: Path | None = None
     #: children the zygote keeps forked ahead, so that a prepare rarely waits for a fork
     spares: int = 1
     zygote_start_timeout_s: float = 10.0
@@ -88,6 +120,64 @@ class _Call:
 
     future: asyncio.Future[Message]
     timer: asyncio.TimerHandle
+
+
+class CpuBudget:
+    """One worker's CPU time per invocation, enforced from the platform's side.
+
+    The worker cannot keep it itself: once unprivileged it could raise its own
+    soft RLIMIT_CPU up to the hard one, and the hard one, once lowered, can be
+    raised again for the next invocation only with CAP_SYS_RESOURCE, which even
+    root lacks in many containers. So the platform reads the worker's CPU clock
+    and kills it (through its pidfd) once it is past the CPU time it had used when
+    the latest invocation began plus one budget per invocation in flight: what
+    re-arming RLIMIT_CPU per invocation did, to the millisecond instead of the
+    second. It looks again when the worker could have reached that at the
+    earliest, busy on every core, so it overshoots by at most
+    cores x ``CPU_CHECK_MIN_S``. The limit stands between invocations too, so a
+    thread left spinning after its invocation ended is stopped all the same.
+    """
+
+    def __init__(self, pid: int, budget_s: float, exceeded: Callable[[float], None]) -> None:
+        # glibc's clock_getcpuclockid(pid): the CPU time of the whole process
+        self._clock = (~pid << 3) | 2
+        self.budget_s = budget_s
+        self._exceeded = exceeded
+        self._limit = math.inf
+        self._timer: asyncio.TimerHandle | None = None
+
+    def arm(self, in_flight: int) -> None:
+        """An invocation begins, ``in_flight`` with it."""
+        used = self._used()
+        if used is not None:
+            self._limit = used + self.budget_s * in_flight
+            self._look_again(used)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _check(self) -> None:
+        self._timer = None
+        used = self._used()
+        if used is None:
+            return  # the worker is gone; how is reported by its exit
+        if used >= self._limit:
+            self._exceeded(used)
+        else:
+            self._look_again(used)
+
+    def _look_again(self, used: float) -> None:
+        self.stop()
+        delay = max(CPU_CHECK_MIN_S, (self._limit - used) / _CORES)
+        self._timer = asyncio.get_running_loop().call_later(delay, self._check)
+
+    def _used(self) -> float | None:
+        try:
+            return time.clock_gettime(self._clock)
+        except OSError:  # reaped: the clock is gone
+            return None
 
 
 class ProcessSandbox(Sandbox):
@@ -108,6 +198,9 @@ class ProcessSandbox(Sandbox):
         self._next_id = 0
         self._slots = asyncio.Semaphore(1)
         self._reader_task: asyncio.Task[None] | None = None
+        self._cpu: CpuBudget | None = None
+        #: the instance's private writable folder, once prepared
+        self.scratch: Path | None = None
         #: why the sandbox failed, when the platform knows better than the exit status
         self._failure: str | None = None
 
@@ -126,6 +219,7 @@ class ProcessSandbox(Sandbox):
             async with asyncio.timeout(self._owner.config.prepare_timeout_s):
                 self.worker = await self._owner.fork()
                 self.worker.exited.add_done_callback(self._on_exit)
+                self.scratch = self._owner.make_scratch(self.instance_id, self.worker.uid)
                 self._reader, self._writer = await asyncio.open_unix_connection(
                     sock=self.worker.sock
                 )
@@ -152,11 +246,11 @@ class ProcessSandbox(Sandbox):
         if self.state is not SandboxState.PREPARED:
             raise SandboxStartError(f"cannot load into a sandbox in state {self.state.value}")
         assert self._reader is not None and self._writer is not None
-        env = {**self._owner.config.env, **code.environment}
+        scratch = str(self.scratch) if self.scratch is not None else None
+        defaults = {"HOME": scratch, "TMPDIR": scratch} if scratch is not None else {}
+        env = {**self._owner.config.env, **defaults, **code.environment}
         try:
-            self._writer.write(
-                pack_frame(load_message(0, code, self.instance_id, env), self._max_frame)
-            )
+            self._send_load(load_message(0, code, self.instance_id, env, scratch), code)
             async with asyncio.timeout(self._owner.config.load_timeout_s):
                 await self._writer.drain()
                 reply = await read_message(self._reader, self._max_frame)
@@ -187,8 +281,34 @@ class ProcessSandbox(Sandbox):
             raise SandboxStartError(f"{code.ref}: the worker {await self._exit_description()}")
         self._code = code
         self._slots = asyncio.Semaphore(max(1, code.limits.concurrency))
+        assert self.worker is not None
+        budget = max(1.0, code.limits.cpu * code.limits.timeout_s)
+        self._cpu = CpuBudget(self.worker.pid, budget, self._on_cpu_exceeded)
         self._reader_task = asyncio.create_task(self._read_answers(), name=f"worker-{self.pid}")
         self.state = SandboxState.LOADED
+
+    def _send_load(self, message: Message, code: FunctionCode) -> None:
+        """The load frame, its first bytes carrying the code folder (SCM_RIGHTS).
+
+        The header goes on the socket itself, under the transport: nothing was
+        written since prepare, so the transport's buffer is empty and order holds.
+        """
+        assert self.worker is not None and self._writer is not None
+        frame = pack_frame(message, self._max_frame)
+        folder = os.open(code.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            mode = os.fstat(folder).st_mode
+            if self.worker.uid is not None and mode & 0o005 != 0o005:
+                raise SandboxStartError(
+                    f"the code folder {code.path} is mode {mode & 0o777:o}; the worker, an "
+                    "unprivileged user, can only read it if others may (0755)"
+                )
+            sent = socket.send_fds(self.worker.sock, [frame[: HEADER.size]], [folder])
+        finally:
+            os.close(folder)
+        if sent != HEADER.size:
+            raise SandboxError(f"sent {sent} of the load frame's {HEADER.size} header bytes")
+        self._writer.write(frame[HEADER.size :])
 
     async def invoke(self, event: Event) -> Result:
         self._check_usable()
@@ -214,6 +334,8 @@ class ProcessSandbox(Sandbox):
             raise
         call = _Call(loop.create_future(), loop.call_later(timeout, self._on_deadline, request_id))
         self._calls[request_id] = call
+        if self._cpu is not None:
+            self._cpu.arm(len(self._calls))
         self._writer.write(frame)
         try:
             await self._writer.drain()
@@ -238,6 +360,21 @@ class ProcessSandbox(Sandbox):
                 f"{self._code.ref}: no answer within {timeout:g} s; the sandbox was killed"
             ),
         )
+
+    def _on_cpu_exceeded(self, used: float) -> None:
+        assert self._code is not None and self._cpu is not None
+        budget = self._cpu.budget_s
+        self._break(
+            f"killed past its CPU time limit ({used:.2f} s used, {budget:g} s per invocation)"
+        )
+        for request_id in list(self._calls):
+            self._settle(
+                request_id,
+                FunctionTimeout(
+                    f"{self._code.ref}: over its CPU time limit ({budget:g} s per "
+                    "invocation); the worker was killed"
+                ),
+            )
 
     async def _read_answers(self) -> None:
         assert self._reader is not None and self._code is not None
@@ -277,11 +414,9 @@ class ProcessSandbox(Sandbox):
         ref, limits = self._code.ref, self._code.limits
         if status == EXIT_OUT_OF_MEMORY:
             return FunctionOutOfMemory(f"{ref}: over its {limits.memory_mb} MB memory limit")
-        if status == -signal.SIGXCPU:
-            budget = max(1.0, limits.cpu * limits.timeout_s)
+        if status == -signal.SIGXCPU:  # past a soft RLIMIT_CPU the function set itself
             return FunctionTimeout(
-                f"{ref}: over its CPU time limit ({budget:g} s per invocation); the worker "
-                f"{describe_exit(status)}"
+                f"{ref}: over its CPU time limit; the worker {describe_exit(status)}"
             )
         if self._failure is not None and self._failure.startswith("killed"):
             return FunctionCrashed(f"{ref}: the worker was {self._failure}")
@@ -313,6 +448,8 @@ class ProcessSandbox(Sandbox):
             self._failure = reason
         if self.state is not SandboxState.CLOSED:
             self.state = SandboxState.FAILED
+        if self._cpu is not None:
+            self._cpu.stop()
         if self.worker is not None:
             self.worker.kill()
 
@@ -346,6 +483,8 @@ class ProcessSandbox(Sandbox):
         cancellation cannot leave half of it undone."""
         self.state = SandboxState.CLOSED
         self._owner.forget(self)
+        if self._cpu is not None:
+            self._cpu.stop()
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()  # closes the worker's socket, which the transport owns
@@ -356,10 +495,20 @@ class ProcessSandbox(Sandbox):
             worker.release()
             if writer is None:
                 worker.sock.close()
+            scratch, self.scratch = self.scratch, None
+            if scratch is not None:
+                # Once the worker is gone, so it writes nothing more there. Should its
+                # zygote be gone too, the backend removes every scratch folder at aclose.
+                worker.exited.add_done_callback(lambda _: _remove(scratch))
         for request_id in list(self._calls):
             self._settle(request_id, SandboxError("the sandbox was closed"))
         if self._reader_task is not None:
             self._reader_task.cancel()
+
+
+def _remove(folder: Path) -> None:
+    # rmtree walks by fd and never follows a link, whatever the worker left there
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _proc_stats(pid: int) -> SandboxStats:
@@ -384,6 +533,10 @@ class ProcessBackend(SandboxBackend):
         self._zygote_lock = asyncio.Lock()
         self._sandboxes: set[ProcessSandbox] = set()
         self._closed = False
+        #: the folder of the instances' scratch folders, made with the first zygote
+        self._scratch: Path | None = None
+        #: whether workers are confined: the platform runs as root
+        self.confined = os.geteuid() == 0
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
@@ -406,6 +559,17 @@ class ProcessBackend(SandboxBackend):
 
     async def _start_zygote(self) -> ZygoteClient:
         config = self.config
+        if self.confined and self._scratch is None:
+            conflicts = _uid_conflicts(config.confinement.uids)
+            if conflicts:
+                raise BackendUnavailable(
+                    f"the worker uids {config.confinement.uids.start}-"
+                    f"{config.confinement.uids.stop - 1} are not the workers' alone: "
+                    f"{', '.join(conflicts)}; give ProcessConfig.confinement other uids"
+                )
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="nfaas-scratch-", dir=config.scratch_dir))
+            self._scratch.chmod(0o711)  # workers enter their own folder, list none
         return await ZygoteClient.start(
             python=config.python,
             env=config.env,
@@ -413,7 +577,18 @@ class ProcessBackend(SandboxBackend):
             spares=config.spares,
             namespaces=config.namespaces,
             timeout_s=config.zygote_start_timeout_s,
+            confinement=config.confinement if self.confined else None,
+            scratch=str(self._scratch),
         )
+
+    def make_scratch(self, name: str, uid: int | None) -> Path:
+        """A new private folder for one instance, owned by its worker's uid."""
+        assert self._scratch is not None
+        folder = self._scratch / name
+        folder.mkdir(mode=0o700)
+        if uid is not None:
+            os.chown(folder, uid, uid)
+        return folder
 
     def create(self) -> Sandbox:
         sandbox = ProcessSandbox(self)
@@ -462,3 +637,27 @@ class ProcessBackend(SandboxBackend):
                 await zygote.aclose()
         finally:
             await asyncio.gather(*(sandbox.aclose() for sandbox in sandboxes))
+            scratch, self._scratch = self._scratch, None
+            if scratch is not None:
+                _remove(scratch)
+
+
+def _uid_conflicts(uids: range) -> list[str]:
+    """Users, and subordinate uid ranges (/etc/subuid), that hold any of ``uids``.
+
+    A worker given such a uid would be that user, or a user of some container.
+    """
+    import pwd
+
+    found = [f"user {user.pw_name}" for user in pwd.getpwall() if user.pw_uid in uids]
+    try:
+        lines = Path("/etc/subuid").read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        owner, _, span = line.partition(":")
+        first, _, count = span.partition(":")
+        if first.isdigit() and count.isdigit():
+            if int(first) < uids.stop and uids.start < int(first) + int(count):
+                found.append(f"subordinate uids of {owner}")
+    return found

@@ -14,8 +14,14 @@ Frames over ``max_frame`` bytes are refused on both sides.
 Platform -> worker::
 
     load     id, path, handler ("module:function"), env, limits {memory_mb, cpu,
-             timeout_s, concurrency}, app, name, version, instance_id
+             timeout_s, concurrency}, app, name, version, instance_id, scratch
+             (the instance's private writable folder, or None)
     invoke   id, trigger, body, meta, deadline (time.monotonic() on the host)
+
+Where the transport can pass descriptors (the process backend's socketpair),
+the first bytes of the ``load`` frame carry one (SCM_RIGHTS): the code folder,
+opened by the platform, so that an unprivileged worker reads code it could not
+reach by ``path``.
 
 Worker -> platform::
 
@@ -51,6 +57,8 @@ HEADER = struct.Struct(">I")
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 
 _OPTIONAL_NUMBER = (int, float, type(None))
+#: descriptors a frame may carry; the kernel closes any past these
+MAX_FDS = 4
 
 #: the fields each worker -> platform message must carry, with their types
 REPLY_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -141,7 +149,9 @@ def write_message(writer: asyncio.StreamWriter, message: Mapping[str, Any], max_
     writer.write(pack(message, max_frame))
 
 
-def load_message(request_id: int, code: FunctionCode, instance_id: str, env: Message) -> Message:
+def load_message(
+    request_id: int, code: FunctionCode, instance_id: str, env: Message, scratch: str | None = None
+) -> Message:
     limits = code.limits
     return {
         "op": "load",
@@ -159,6 +169,7 @@ def load_message(request_id: int, code: FunctionCode, instance_id: str, env: Mes
         "name": code.name,
         "version": code.version,
         "instance_id": instance_id,
+        "scratch": scratch,
     }
 
 
@@ -176,21 +187,37 @@ def invoke_message(request_id: int, event: Event, deadline: float) -> Message:
 # -- worker side (a blocking socket) -----------------------------------------------
 
 
-def _recv_exactly(sock: socket.socket, size: int) -> bytearray | None:
+def _recv_exactly(sock: socket.socket, size: int, fds: list[int] | None = None) -> bytearray | None:
     buffer = bytearray(size)
     view = memoryview(buffer)
     got = 0
     while got < size:
-        n = sock.recv_into(view[got:])
+        if fds is not None and got == 0:
+            n, ancillary, _, _ = sock.recvmsg_into(
+                [view], socket.CMSG_SPACE(MAX_FDS * 4), socket.MSG_CMSG_CLOEXEC
+            )
+            for level, kind, data in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.extend(
+                        struct.unpack(f"{len(data) // 4}i", data[: len(data) - len(data) % 4])
+                    )
+        else:
+            n = sock.recv_into(view[got:])
         if n == 0:
             return None
         got += n
     return buffer
 
 
-def recv_message(sock: socket.socket, max_frame: int) -> Message | None:
-    """The next message, or None when the platform has gone; ``SandboxError`` if broken."""
-    header = _recv_exactly(sock, HEADER.size)
+def recv_message(
+    sock: socket.socket, max_frame: int, fds: list[int] | None = None
+) -> Message | None:
+    """The next message, or None when the platform has gone; ``SandboxError`` if broken.
+
+    With ``fds`` (a list), descriptors that came with the frame are appended to
+    it, close-on-exec; without, the kernel closes any that came.
+    """
+    header = _recv_exactly(sock, HEADER.size, fds)
     if header is None:
         return None
     payload = _recv_exactly(sock, _frame_length(header, max_frame))

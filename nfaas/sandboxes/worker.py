@@ -10,17 +10,26 @@ container or a microVM can run the same loop over its own socket. In order:
 3. serve ``invoke`` frames until the platform goes away: inline when the
    function's concurrency is 1, on that many threads otherwise.
 
+Code. The platform opens the code folder and sends it with ``load`` (an fd,
+over the socket); the worker imports through ``/proc/self/fd/N``, a magic link
+whose resolution does not look at the folder's parents, so a worker that runs
+as an unprivileged uid reads code kept under a folder only root may enter. It
+works in the ``scratch`` folder of its instance: its working folder, and by
+default its TMPDIR and HOME.
+
 Limits. Memory is RLIMIT_DATA set to what the warm runtime already maps plus
-``memory_mb``: Linux counts every private writable mapping (brk heap, malloc
-and pymalloc arenas, thread stacks) against it, so a handler that allocates
-past it gets ``MemoryError`` at the allocation, which is reported as ``oom``
-and ends the worker. RLIMIT_AS would also count the address space glibc
-reserves per thread arena (64 MB each) and is useless with threads. CPU time
-is RLIMIT_CPU, re-armed before each invocation to what ``cpu`` cores would
-allow over ``timeout_s``, at least a second and to the nearest second (the
-kernel counts whole seconds): past it the kernel sends SIGXCPU, which ends the
-worker and is reported as a timeout. Both are binding only for an unprivileged
-worker; a root worker could raise them again.
+``memory_mb``, hard == soft: Linux counts every private writable mapping (brk
+heap, malloc and pymalloc arenas, thread stacks) against it, so a handler that
+allocates past it gets ``MemoryError`` at the allocation, which is reported as
+``oom`` and ends the worker. RLIMIT_AS would also count the address space glibc
+reserves per thread arena (64 MB each) and is useless with threads. When the
+zygote confined the worker (``tasks`` is given), RLIMIT_NPROC is lowered at
+load to the threads the worker runs plus ``tasks``. The per-invocation CPU
+budget is not the worker's to keep: a process can raise its own soft
+RLIMIT_CPU to the hard one and can never raise the hard one again, so the
+platform enforces it from outside (``nfaas.sandboxes.process``). All of these
+bind a worker the zygote confined (an unprivileged uid); a worker running as
+root could raise them again.
 """
 
 from __future__ import annotations
@@ -28,7 +37,6 @@ from __future__ import annotations
 import _thread
 import importlib
 import importlib.machinery
-import math
 import os
 import resource
 import select
@@ -47,6 +55,7 @@ from nfaas.sandboxes.protocol import HEADER, Message, pack, recv_message, send_m
 
 #: exit statuses of a worker that ends itself (an exit from the function is its own)
 EXIT_PROTOCOL = 76  # sysexits EX_PROTOCOL: the platform sent something unexpected
+EXIT_CONFINEMENT = 77  # sysexits EX_NOPERM: the child could not drop its privileges
 EXIT_OUT_OF_MEMORY = 86  # past RLIMIT_DATA, when even the "oom" frame could not be sent
 
 MAX_MESSAGE_CHARS = 2_000
@@ -102,11 +111,17 @@ class FunctionContext:
         )
 
 
-def serve(sock: socket.socket, max_frame: int, namespaces: list[str]) -> NoReturn:
-    """Run the worker on ``sock`` and end the process with the worker's exit status."""
+def serve(
+    sock: socket.socket, max_frame: int, namespaces: list[str], tasks: int | None = None
+) -> NoReturn:
+    """Run the worker on ``sock`` and end the process with the worker's exit status.
+
+    ``tasks``: the processes and threads the function may start beyond the
+    worker's own, when the zygote confined the worker (RLIMIT_NPROC counts its uid).
+    """
     status = EXIT_PROTOCOL
     try:
-        status = Worker(sock, max_frame).run(namespaces)
+        status = Worker(sock, max_frame, tasks).run(namespaces)
     except MemoryError:
         status = EXIT_OUT_OF_MEMORY
     except OSError:  # the platform went away mid-frame: nobody is left to tell
@@ -118,16 +133,15 @@ def serve(sock: socket.socket, max_frame: int, namespaces: list[str]) -> NoRetur
 
 
 class Worker:
-    def __init__(self, sock: socket.socket, max_frame: int) -> None:
+    def __init__(self, sock: socket.socket, max_frame: int, tasks: int | None = None) -> None:
         self._sock = sock
         self._max_frame = max_frame
+        self._tasks = tasks
         self._send_lock = _thread.allocate_lock()
-        self._cpu_lock = _thread.allocate_lock()
         self._handler: Handler | None = None
         self._identity: dict[str, str] = {}
-        self._cpu_budget = 1.0
-        self._cpu_hard_limit = resource.getrlimit(resource.RLIMIT_CPU)[1]
-        self._in_flight = 0
+        #: what the code folder is called in tracebacks (its /proc/self/fd alias) -> its path
+        self._code_alias: tuple[str, str] | None = None
 
     def run(self, namespaces: list[str]) -> int:
         self._send({"op": "ready", "pid": os.getpid(), "namespaces": namespaces})
@@ -135,13 +149,16 @@ class Worker:
         # at once simply waits in the socket until this is done.
         _thread.start_new_thread(_exit_on_hangup, (self._sock.fileno(),))
         _warm_up(self._max_frame)
-        request = recv_message(self._sock, self._max_frame)
+        fds: list[int] = []
+        request = recv_message(self._sock, self._max_frame, fds)
         if request is None:
             return 0
         if request["op"] != "load":
             return EXIT_PROTOCOL
+        for extra in fds[1:]:
+            os.close(extra)
         concurrency = int(request["limits"]["concurrency"])
-        reply = self._load(request, concurrency)
+        reply = self._load(request, concurrency, fds[0] if fds else None)
         self._send(reply)
         if reply["op"] != "loaded":
             return 0
@@ -157,25 +174,37 @@ class Worker:
 
     # -- load ----------------------------------------------------------------------
 
-    def _load(self, request: Message, concurrency: int) -> Message:
+    def _load(self, request: Message, concurrency: int, code_fd: int | None) -> Message:
         limits = request["limits"]
         os.environ.clear()
         os.environ.update(request["env"])
         self._identity = {k: str(request[k]) for k in ("app", "name", "version", "instance_id")}
-        self._cpu_budget = max(1.0, float(limits["cpu"]) * float(limits["timeout_s"]))
-        if concurrency > 1:
-            self._start_threads(concurrency)
-        _limit_memory(int(limits["memory_mb"]))
+        path = request["path"]
+        if code_fd is not None:
+            self._code_alias = (f"/proc/self/fd/{code_fd}", path)
+            path = self._code_alias[0]
         failure: BaseException | None = None
         try:
-            self._handler = _import_handler(request["path"], request["handler"])
+            if request.get("scratch"):
+                os.chdir(request["scratch"])
+            if concurrency > 1:
+                self._start_threads(concurrency)
+            _limit_resources(int(limits["memory_mb"]), self._tasks)
+            self._handler = _import_handler(path, request["handler"])
         except MemoryError:
             failure = MemoryError(f"over the {limits['memory_mb']} MB memory limit while loading")
         except BaseException as exc:  # SyntaxError, ImportError, even SystemExit at import
             failure = exc
         if failure is not None:
-            return {"op": "load_error", "id": request["id"], **_describe(failure)}
+            return {"op": "load_error", "id": request["id"], **self._describe(failure)}
         return {"op": "loaded", "id": request["id"]}
+
+    def _describe(self, exc: BaseException) -> dict[str, str]:
+        described = _describe(exc)
+        if self._code_alias is not None:
+            alias, path = self._code_alias
+            described["traceback"] = described["traceback"].replace(alias, path)
+        return described
 
     # -- invoke --------------------------------------------------------------------
 
@@ -201,7 +230,6 @@ class Worker:
         request_id = request["id"]
         event = FunctionEvent(request["trigger"], request["body"], request["meta"])
         context = FunctionContext(self._identity, request["deadline"])
-        self._arm_cpu_limit(+1)
         try:
             first_line_at = time.monotonic()
             value = self._handler(event, context)
@@ -210,9 +238,7 @@ class Worker:
         except MemoryError:
             raise
         except BaseException as exc:
-            return {"op": "error", "id": request_id, "kind": "raised", **_describe(exc)}
-        finally:
-            self._arm_cpu_limit(-1)
+            return {"op": "error", "id": request_id, "kind": "raised", **self._describe(exc)}
         try:
             body, content_type = _encode_result(value)
         except MemoryError:
@@ -232,21 +258,6 @@ class Worker:
             self._send(_error(request_id, "oom", "MemoryError", "over the memory limit"))
         finally:
             os._exit(EXIT_OUT_OF_MEMORY)
-
-    def _arm_cpu_limit(self, delta: int) -> None:
-        """Keep SIGXCPU one CPU budget per running invocation away.
-
-        RLIMIT_CPU counts whole seconds, so the budget holds to within half a second.
-        """
-        with self._cpu_lock:
-            self._in_flight += delta
-            if delta > 0:
-                used = time.process_time()
-                soft = max(math.floor(used) + 1, round(used + self._cpu_budget * self._in_flight))
-                hard = self._cpu_hard_limit
-                if hard != resource.RLIM_INFINITY:
-                    soft = min(soft, hard)
-                resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
     # -- concurrency > 1 -----------------------------------------------------------
 
@@ -315,20 +326,26 @@ def _exit_on_hangup(fd: int) -> None:
                 os._exit(0)
 
 
-def _limit_memory(memory_mb: int) -> None:
-    """RLIMIT_DATA = what the warm runtime maps now + ``memory_mb``."""
+def _limit_resources(memory_mb: int, tasks: int | None) -> None:
+    """RLIMIT_DATA = what the warm runtime maps now + ``memory_mb``; RLIMIT_NPROC =
+    the worker's threads now + ``tasks``. Both hard == soft, so lowered for good."""
     with open("/proc/self/status", "rb") as status:
-        for line in status:
-            if line.startswith(b"VmData:"):
-                in_use = int(line.split()[1]) * 1024
-                break
-        else:
-            raise SandboxError("no VmData in /proc/self/status")
-    limit = in_use + memory_mb * 1024 * 1024
-    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        fields = dict(line.split(b":", 1) for line in status if b":" in line)
+    try:
+        in_use = int(fields[b"VmData"].split()[0]) * 1024
+        threads = int(fields[b"Threads"])
+    except (KeyError, ValueError, IndexError):
+        raise SandboxError("no VmData or Threads in /proc/self/status") from None
+    _lower(resource.RLIMIT_DATA, in_use + memory_mb * 1024 * 1024)
+    if tasks is not None:
+        _lower(resource.RLIMIT_NPROC, threads + tasks)
+
+
+def _lower(which: int, limit: int) -> None:
+    _, hard = resource.getrlimit(which)
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    resource.setrlimit(which, (limit, limit))
 
 
 def _import_handler(path: str, spec: str) -> Handler:

@@ -49,8 +49,13 @@ def code(handler: str, limits: Limits = SMALL, path: Path = FUNCTIONS, **env: st
 
 
 def broken_folder(tmp_path: Path) -> Path:
-    (tmp_path / "broken.py").write_text("def handle(event, context)\n    return b''\n")
-    return tmp_path
+    """A code folder as the catalog unpacks one: others may read it (the worker's uid)."""
+    folder = tmp_path / "code"
+    folder.mkdir()
+    folder.chmod(0o755)
+    (folder / "broken.py").write_text("def handle(event, context)\n    return b''\n")
+    (folder / "broken.py").chmod(0o644)
+    return folder
 
 
 def alive(pid: int) -> bool:
@@ -147,12 +152,13 @@ class TestFailures:
             assert result.body == b"allocated 320 MB"
 
     async def test_cpu_time_limit_ends_a_spinning_function(self, backend: ProcessBackend) -> None:
-        # 0.1 core over a 5 s timeout: a 1 s CPU budget (the least RLIMIT_CPU can count)
+        # 0.1 core over a 5 s timeout: a 1 s CPU budget (the least a function gets)
         limits = Limits(memory_mb=32, cpu=0.1, timeout_s=5.0)
         async with await loaded(backend, code("loops:handle", limits)) as sandbox:
             with pytest.raises(FunctionTimeout, match="CPU time") as info:
                 await sandbox.invoke(Event("invoke"))
-            assert "SIGXCPU" in info.value.detail
+            assert "1 s per invocation" in info.value.detail
+            assert "was killed" in info.value.detail
             assert sandbox.state is SandboxState.FAILED
 
     async def test_timeout_kills_the_worker(self, backend: ProcessBackend) -> None:
@@ -317,15 +323,18 @@ class TestFunctionView:
             ours, theirs = (os.readlink(f"/proc/{p}/ns/uts") for p in (os.getpid(), sandbox.pid))
             assert ours != theirs
 
-    async def test_worker_holds_no_fd_but_its_socket(self, backend: ProcessBackend) -> None:
+    async def test_worker_holds_no_fd_but_its_socket_and_code(
+        self, backend: ProcessBackend
+    ) -> None:
         async with await loaded(backend, code("echo:handle")) as sandbox:
             fds = {
                 int(fd): os.readlink(f"/proc/{sandbox.pid}/fd/{fd}")
                 for fd in os.listdir(f"/proc/{sandbox.pid}/fd")
             }
-        extra = {fd: target for fd, target in fds.items() if fd > 2}
-        assert len(extra) == 1
-        assert next(iter(extra.values())).startswith("socket:")
+        extra = sorted(target for fd, target in fds.items() if fd > 2)
+        assert len(extra) == 2
+        assert extra[0] == str(FUNCTIONS)  # the code folder, sent with the load frame
+        assert extra[1].startswith("socket:")
 
 
 class TestFrames:
