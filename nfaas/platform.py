@@ -19,9 +19,9 @@ from nfaas.api.auth import Auth
 from nfaas.catalog.blobs import BlobStore
 from nfaas.catalog.functions import FunctionCatalog
 from nfaas.catalog.onboarding import Onboarding
-from nfaas.catalog.store import PoolRecord, StateStore
+from nfaas.catalog.store import PackageRecord, PoolRecord, StateStore
 from nfaas.config import Config
-from nfaas.errors import BackendUnavailable, InvalidRequest, NotFound
+from nfaas.errors import BackendUnavailable, BindingConflict, InvalidRequest, NotFound
 from nfaas.lifecycle.deployment import FunctionVersion
 from nfaas.lifecycle.infra import NodeCapacity, measured_capacity
 from nfaas.lifecycle.manager import FunctionManager
@@ -111,6 +111,11 @@ class Platform:
 
     async def start(self) -> None:
         self.runtimes.register_builtins()
+        recovery = self.onboarding.recover()
+        if recovery.interrupted:
+            log.warning(
+                "packages interrupted by a restart, now ERROR: %s", ", ".join(recovery.interrupted)
+            )
         self.operator_token = self.auth.ensure_operator(self.config.data_dir)
         if self.config.pools_enabled:
             for record in self.store.list_pools():
@@ -136,8 +141,12 @@ class Platform:
         if self.state is PlatformState.CLOSED:
             return
         self.state = PlatformState.CLOSED
-        await self.triggers.aclose()
-        await self.manager.aclose(grace_s=self.config.shutdown_grace_s)
+        # One deadline for both: triggers stop accepting at once and let their
+        # in-flight events finish, then management deletes the instances.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.shutdown_grace_s
+        await self.triggers.aclose(grace_s=self.config.shutdown_grace_s)
+        await self.manager.aclose(grace_s=max(0.0, deadline - loop.time()))
         for pool in self.pools.values():
             await pool.aclose()
         for name, backend in self._backends.items():
@@ -225,40 +234,65 @@ class Platform:
 
     # -- keeping triggers and management in step with the catalog -----------------------
 
-    def enabled_apps(self) -> set[str]:
-        return {
-            p.app
-            for p in self.store.list_packages()
-            if p.app and p.kind == "application" and p.onboarding_state == "ONBOARDED"
-            and p.operational_state == "ENABLED"
-        }  # fmt: skip
-
     def current_versions(self) -> dict[tuple[str, str], FunctionVersion]:
-        enabled = self.enabled_apps()
-        out: dict[tuple[str, str], FunctionVersion] = {}
-        for (app, name), version in self.store.current_versions().items():
-            if app in enabled:
-                out[(app, name)] = self.catalog.version(app, name, version)
-        return out
+        """The version each function serves: that of its newest enabled package."""
+        return {
+            (app, name): self.catalog.version(app, name, version)
+            for (app, name), version in self.store.current_versions().items()
+        }
 
     async def reconcile(self) -> None:
         """Make distributor, instances and trigger listeners match the stored catalog."""
         async with self._reconcile_lock:
-            current = self.current_versions()
-            for fv in current.values():
-                await self.backend(fv.backend)
-            self.distributor.set_policies(
-                {k: VersionPolicy.single(v.version) for k, v in current.items()}
-            )
-            live = {v.key for v in current.values()}
-            for deployment in self.manager.deployments():
-                if deployment.version.key not in live:
-                    self.manager.retire(deployment.version.key)
-            self.bindings = bindings_of_versions(current.values())
-            await self.triggers.reconcile(self.bindings)
+            await self._reconcile()
+
+    async def _reconcile(self) -> None:
+        current = self.current_versions()
+        for fv in current.values():
+            await self.backend(fv.backend)
+        self.distributor.set_policies(
+            {k: VersionPolicy.single(v.version) for k, v in current.items()}
+        )
+        live = {v.key for v in current.values()}
+        for deployment in self.manager.deployments():
+            if deployment.version.key not in live:
+                self.manager.retire(deployment.version.key)
+        self.bindings = bindings_of_versions(current.values())
+        await self.triggers.reconcile(self.bindings)
 
     def _check_bindings(self, app: str, descriptors: list[FunctionDescriptor]) -> None:
         self.triggers.check(app, descriptors, self.bindings)
+
+    async def set_package_state(
+        self, package_id: str, state: str, tenant: str | None
+    ) -> PackageRecord:
+        """ENABLE or DISABLE a package; enabling is refused (409) if its bindings are now taken."""
+        async with self._reconcile_lock:
+            before = self.onboarding.get(package_id, tenant)
+            record = self.onboarding.set_operational_state(package_id, state, tenant)
+            if state == "ENABLED" and before.operational_state != "ENABLED":
+                # Another application may have taken a port or route while this one was off.
+                wanted = bindings_of_versions(self.current_versions().values())
+                clashes = [
+                    c for c in self.triggers.conflicts(wanted) if c.binding.app == record.app
+                ]
+                if clashes:
+                    self.onboarding.set_operational_state(
+                        package_id, before.operational_state, tenant
+                    )
+                    raise BindingConflict(
+                        f"cannot enable {record.app} {record.version}: "
+                        + "; ".join(c.message for c in clashes)
+                    )
+            await self._reconcile()
+            return self.onboarding.get(package_id, tenant)
+
+    async def delete_runtime(self, name: str, version: str) -> None:
+        """Delete a runtime no function uses, and close its pools."""
+        for pool_id in self.runtimes.delete(name, version):
+            pool = self.pools.pop(pool_id, None)
+            if pool is not None:
+                await pool.aclose()
 
 
 def bindings_of_versions(versions: object) -> list[TriggerBinding]:

@@ -4,15 +4,24 @@ The catalog turns a stored ``FunctionRecord`` into a ``FunctionVersion`` that
 function management can run: its code materialised on disk, its runtime's
 backend and pool resolved, its limits taken from the descriptor. One object
 per version is kept, so the event path compares identities, not contents.
+
+A kept object is only good while what it was built from is unchanged: when the
+store's ``catalog_generation`` moves (a version or runtime stored, changed or
+deleted), each kept version is checked against its record and runtime before the
+next lookup is answered. An unchanged one keeps its identity; one whose record
+is gone or different (a deleted app's name onboarded again by another tenant,
+with other code) is dropped and built again from the store.
 """
 
 from __future__ import annotations
 
 import posixpath
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nfaas.catalog.blobs import BlobStore
-from nfaas.catalog.store import FunctionRecord, StateStore
+from nfaas.catalog.store import FunctionRecord, RuntimeRecord, StateStore, VersionKey
 from nfaas.errors import NotFound
 from nfaas.lifecycle.deployment import FunctionVersion
 from nfaas.packages.descriptors import FunctionDescriptor
@@ -26,28 +35,57 @@ class FunctionCatalog:
         self._store = store
         self._blobs = blobs
         self._code_root = code_root
-        self._versions: dict[tuple[str, str, str], FunctionVersion] = {}
+        self._versions: dict[VersionKey, tuple[FunctionVersion, _Source]] = {}
+        self._generation = store.catalog_generation
 
     def version(self, app: str, name: str, version: str) -> FunctionVersion:
+        if self._generation != self._store.catalog_generation:
+            self._revalidate()
         key = (app, name, version)
         cached = self._versions.get(key)
         if cached is not None:
-            return cached
+            return cached[0]
         record = self._store.get_function(app, name, version)
         if record is None:
             raise NotFound(f"no function {app}/{name} version {version}")
-        built = self._versions[key] = self.build(record)
+        runtime = self._runtime_of(record)
+        built = self.build(record, runtime)
+        self._versions[key] = (built, _source(record, runtime))
         return built
 
-    def forget(self, app: str) -> None:
-        for key in [k for k in self._versions if k[0] == app]:
+    def forget(self, app: str | None = None) -> None:
+        """Drop the kept versions of ``app`` (of every app with None)."""
+        for key in [k for k in self._versions if app is None or k[0] == app]:
             del self._versions[key]
 
-    def build(self, record: FunctionRecord) -> FunctionVersion:
-        desc = FunctionDescriptor.model_validate(record.descriptor)
-        runtime = self._store.get_runtime(desc.runtime.name, desc.runtime.version)
+    def _revalidate(self) -> None:
+        self._generation = self._store.catalog_generation
+        for key, (_, source) in list(self._versions.items()):
+            if self._source_now(key) != source:
+                del self._versions[key]
+
+    def _source_now(self, key: VersionKey) -> _Source | None:
+        record = self._store.get_function(*key)
+        if record is None:
+            return None
+        ref = record.descriptor["runtime"]
+        runtime = self._store.get_runtime(ref["name"], ref["version"])
+        return _source(record, runtime) if runtime is not None else None
+
+    def _runtime_of(self, record: FunctionRecord) -> RuntimeRecord:
+        ref = record.descriptor["runtime"]
+        runtime = self._store.get_runtime(ref["name"], ref["version"])
         if runtime is None:
-            raise NotFound(f"{record.app}/{record.name}: runtime {desc.runtime} was deleted")
+            raise NotFound(
+                f"{record.app}/{record.name}: runtime {ref['name']}:{ref['version']} was deleted"
+            )
+        return runtime
+
+    def build(
+        self, record: FunctionRecord, runtime: RuntimeRecord | None = None
+    ) -> FunctionVersion:
+        desc = FunctionDescriptor.model_validate(record.descriptor)
+        runtime = runtime or self._runtime_of(record)
         folder = self._blobs.materialise(
             record.code_tree,
             self._code_root
@@ -102,3 +140,26 @@ class FunctionCatalog:
             backend=runtime.backend,
             pool_id=scaling.pool or default_pool_id(runtime.name, runtime.version),
         )
+
+
+@dataclass(frozen=True)
+class _Source:
+    """What a FunctionVersion is built from: equal sources build equal versions."""
+
+    tenant: str
+    code_tree: str
+    compiled: str | None
+    created_at: float
+    descriptor: dict[str, Any]
+    backend: str
+
+
+def _source(record: FunctionRecord, runtime: RuntimeRecord) -> _Source:
+    return _Source(
+        record.tenant,
+        record.code_tree,
+        record.compiled,
+        record.created_at,
+        record.descriptor,
+        runtime.backend,
+    )

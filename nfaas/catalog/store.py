@@ -8,25 +8,22 @@ are recreated on demand after a restart.
 SQLite's own module is used synchronously on purpose: every call here is a
 management operation of well under a millisecond (WAL mode), none sits on the
 event path, and a thread hop per call would cost more than the query. The one
-connection belongs to the thread that opened the store (the event loop's):
-``foreign_threads`` says what a call from any other thread does -- wait for the
-owner's transaction to finish (``"serialise"``), or fail (``"refuse"``).
+connection belongs to the thread that opened the store, the event loop's;
+``foreign_threads`` says what a call from another thread does (``ownership.py``).
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
+from typing import Any
 
+from nfaas.catalog.ownership import ForeignThreads, StoreThreadError, ThreadOwner, owned
 from nfaas.catalog.records import (
     FunctionKey,
     FunctionRecord,
@@ -50,41 +47,14 @@ __all__ = [
     "VersionKey",
 ]
 
-log = logging.getLogger(__name__)
-
-ForeignThreads = Literal["serialise", "refuse"]
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-class StoreThreadError(RuntimeError):
-    """The store was called from a thread other than the one that owns it (a bug)."""
-
-
-def _owned(
-    method: Callable[Concatenate[StateStore, _P], _R],
-) -> Callable[Concatenate[StateStore, _P], _R]:
-    """Run ``method`` as the owning thread may, under the store's thread policy."""
-
-    @functools.wraps(method)
-    def guarded(self: StateStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with self._turn():
-            return method(self, *args, **kwargs)
-
-    return guarded
-
 
 class StateStore:
     """Typed access to the SQLite state; one connection, owned by the thread that opened it."""
 
-    def __init__(self, path: Path, *, foreign_threads: ForeignThreads = "serialise") -> None:
+    def __init__(self, path: Path, *, foreign_threads: ForeignThreads = "refuse") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._owner = threading.get_ident()
-        self._policy = foreign_threads
-        self._lock = threading.RLock()
-        self._warned = False
-        # check_same_thread=False so that "serialise" can work; _turn() keeps the promise.
+        self._owner = ThreadOwner(foreign_threads)
+        # check_same_thread=False so that "serialise" can work; ThreadOwner keeps the promise.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -94,24 +64,7 @@ class StateStore:
         self._depth = 0
         self._generation = 0
 
-    def _turn(self) -> AbstractContextManager[object]:
-        if threading.get_ident() == self._owner:
-            return self._lock
-        thread = threading.current_thread().name
-        if self._policy == "refuse":
-            raise StoreThreadError(
-                f"the state store was called from thread {thread!r}; it belongs to the event "
-                "loop's thread (make the caller async)"
-            )
-        if not self._warned:
-            self._warned = True
-            log.warning(
-                "state store called from thread %r; calls are serialised with the event loop's",
-                thread,
-            )
-        return self._lock
-
-    @_owned
+    @owned
     def close(self) -> None:
         self._db.close()
 
@@ -127,7 +80,7 @@ class StateStore:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """All or nothing: a failure inside leaves the stored state as it was."""
-        with self._turn():
+        with self._owner.turn():
             if self._depth:
                 self._depth += 1
                 try:
@@ -141,8 +94,6 @@ class StateStore:
                 yield
             except BaseException:
                 self._db.execute("ROLLBACK")
-                # What was rolled back may have been looked at: look again.
-                self._generation += 1
                 raise
             else:
                 self._db.execute("COMMIT")
@@ -151,16 +102,16 @@ class StateStore:
 
     # -- tokens ----------------------------------------------------------------------
 
-    @_owned
+    @owned
     def add_token(self, record: TokenRecord) -> None:
         self._db.execute("INSERT INTO tokens VALUES (?, ?, ?, ?, ?)", astuple_of(record))
 
-    @_owned
+    @owned
     def find_token(self, token_hash: str) -> TokenRecord | None:
         row = self._db.execute("SELECT * FROM tokens WHERE hash = ?", (token_hash,)).fetchone()
         return TokenRecord(**dict(row)) if row else None
 
-    @_owned
+    @owned
     def count_tokens(self, role: str) -> int:
         return int(
             self._db.execute("SELECT COUNT(*) FROM tokens WHERE role = ?", (role,)).fetchone()[0]
@@ -168,7 +119,7 @@ class StateStore:
 
     # -- packages --------------------------------------------------------------------
 
-    @_owned
+    @owned
     def insert_package(self, record: PackageRecord) -> None:
         row = asdict(record)
         del row["in_use"]
@@ -180,8 +131,8 @@ class StateStore:
             tuple(row.values()),
         )
 
-    @_owned
-    def update_package(self, package_id: str, **changes: Any) -> PackageRecord:
+    @owned
+    def update_package(self, package_id: str, /, **changes: Any) -> PackageRecord:
         if "descriptor" in changes and changes["descriptor"] is not None:
             changes["descriptor"] = json.dumps(changes["descriptor"])
         if "functions" in changes:
@@ -195,12 +146,12 @@ class StateStore:
         assert record is not None
         return record
 
-    @_owned
+    @owned
     def get_package(self, package_id: str) -> PackageRecord | None:
         row = self._db.execute("SELECT * FROM packages WHERE id = ?", (package_id,)).fetchone()
         return _package(row, self._serving_packages()) if row else None
 
-    @_owned
+    @owned
     def list_packages(self, tenant: str | None = None) -> list[PackageRecord]:
         if tenant is None:
             rows = self._db.execute("SELECT * FROM packages ORDER BY created_at")
@@ -211,7 +162,7 @@ class StateStore:
         serving = self._serving_packages()
         return [_package(r, serving) for r in rows]
 
-    @_owned
+    @owned
     def find_onboarded_app(self, app: str) -> list[PackageRecord]:
         rows = self._db.execute(
             "SELECT * FROM packages WHERE app = ? AND onboarding_state = 'ONBOARDED' ORDER BY created_at",
@@ -220,7 +171,7 @@ class StateStore:
         serving = self._serving_packages()
         return [_package(r, serving) for r in rows]
 
-    @_owned
+    @owned
     def delete_package(self, package_id: str) -> list[VersionKey]:
         """Delete a package, its links and the versions no other package ships; those."""
         with self.transaction():
@@ -230,7 +181,7 @@ class StateStore:
 
     # -- function versions and the packages that ship them ------------------------------
 
-    @_owned
+    @owned
     def insert_function(self, record: FunctionRecord) -> None:
         row = asdict(record)
         row["descriptor"] = json.dumps(record.descriptor)
@@ -240,7 +191,7 @@ class StateStore:
         )
         self._generation += 1
 
-    @_owned
+    @owned
     def get_function(self, app: str, name: str, version: str) -> FunctionRecord | None:
         row = self._db.execute(
             "SELECT * FROM functions WHERE app = ? AND name = ? AND version = ?",
@@ -248,7 +199,7 @@ class StateStore:
         ).fetchone()
         return _function(row) if row else None
 
-    @_owned
+    @owned
     def list_functions(self, app: str | None = None) -> list[FunctionRecord]:
         if app is None:
             rows = self._db.execute("SELECT * FROM functions ORDER BY app, name, created_at")
@@ -258,7 +209,7 @@ class StateStore:
             )
         return [_function(r) for r in rows]
 
-    @_owned
+    @owned
     def link_function(self, package_id: str, app: str, name: str, version: str) -> None:
         """Record that a package ships a stored version; the newest link makes it current."""
         self._db.execute(
@@ -266,7 +217,7 @@ class StateStore:
             (package_id, app, name, version),
         )
 
-    @_owned
+    @owned
     def unlink_package(self, package_id: str) -> list[VersionKey]:
         """Drop a package's links and the versions no other package ships; returns those."""
         with self.transaction():
@@ -301,7 +252,7 @@ class StateStore:
                 self._generation += 1
         return deleted
 
-    @_owned
+    @owned
     def delete_unreferenced_functions(self) -> list[VersionKey]:
         """Delete versions no package ships (left by a state file of the first schema)."""
         with self.transaction():
@@ -322,7 +273,7 @@ class StateStore:
                 self._generation += 1
         return keys
 
-    @_owned
+    @owned
     def serving_versions(self, enabled_only: bool = True) -> dict[FunctionKey, list[str]]:
         """Per function, the versions packages ship, the newest onboarded package's first.
 
@@ -338,7 +289,7 @@ class StateStore:
                 versions.append(link["version"])
         return out
 
-    @_owned
+    @owned
     def current_versions(self, enabled_only: bool = True) -> dict[FunctionKey, str]:
         """The version each function's events go to; see ``serving_versions``."""
         return {key: versions[0] for key, versions in self.serving_versions(enabled_only).items()}
@@ -364,7 +315,7 @@ class StateStore:
 
     # -- runtimes (FRSR) ---------------------------------------------------------------
 
-    @_owned
+    @owned
     def upsert_runtime(self, record: RuntimeRecord) -> None:
         self._db.execute(
             "INSERT INTO runtimes VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name, version) DO UPDATE "
@@ -374,14 +325,14 @@ class StateStore:
         )
         self._generation += 1
 
-    @_owned
+    @owned
     def get_runtime(self, name: str, version: str) -> RuntimeRecord | None:
         row = self._db.execute(
             "SELECT * FROM runtimes WHERE name = ? AND version = ?", (name, version)
         ).fetchone()
         return _runtime(row) if row else None
 
-    @_owned
+    @owned
     def list_runtimes(self, name: str | None = None) -> list[RuntimeRecord]:
         if name is None:
             rows = self._db.execute("SELECT * FROM runtimes ORDER BY name, version")
@@ -391,36 +342,36 @@ class StateStore:
             )
         return [_runtime(r) for r in rows]
 
-    @_owned
+    @owned
     def delete_runtime(self, name: str, version: str) -> None:
         self._db.execute("DELETE FROM runtimes WHERE name = ? AND version = ?", (name, version))
         self._generation += 1
 
     # -- pools ---------------------------------------------------------------------------
 
-    @_owned
+    @owned
     def upsert_pool(self, record: PoolRecord) -> None:
         self._db.execute(
             "INSERT INTO pools VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET size = excluded.size",
             astuple_of(record),
         )
 
-    @_owned
+    @owned
     def list_pools(self) -> list[PoolRecord]:
         return [PoolRecord(**dict(r)) for r in self._db.execute("SELECT * FROM pools ORDER BY id")]
 
-    @_owned
+    @owned
     def delete_pool(self, pool_id: str) -> None:
         self._db.execute("DELETE FROM pools WHERE id = ?", (pool_id,))
 
     # -- settings --------------------------------------------------------------------------
 
-    @_owned
+    @owned
     def get_setting(self, key: str) -> Any:
         row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    @_owned
+    @owned
     def set_setting(self, key: str, value: Any) -> None:
         self._db.execute(
             "INSERT INTO settings VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",

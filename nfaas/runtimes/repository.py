@@ -119,7 +119,21 @@ class RuntimeRepository:
         self._store.upsert_runtime(changed)
         return changed
 
-    def delete(self, name: str, version: str) -> None:
+    def pools_of(self, name: str, version: str) -> list[str]:
+        """The ids of the pools prepared for a runtime."""
+        self.get(name, version)
+        return [
+            p.id
+            for p in self._store.list_pools()
+            if (p.runtime_name, p.runtime_version) == (name, version)
+        ]
+
+    def delete(self, name: str, version: str) -> list[str]:
+        """Delete a runtime no stored function version uses, with its pools' records.
+
+        Returns the ids of the deleted pools: their running ``RuntimePool``s hold
+        prepared sandboxes and reserved memory, and are the platform's to close.
+        """
         self.get(name, version)
         users = [
             f"{f.app}/{f.name}@{f.version}"
@@ -128,12 +142,9 @@ class RuntimeRepository:
         ]
         if users:
             raise Conflict(f"runtime {name}:{version} is used by {', '.join(users[:5])}")
-        pools = [
-            p.id
-            for p in self._store.list_pools()
-            if (p.runtime_name, p.runtime_version) == (name, version)
-        ]
+        pools = self.pools_of(name, version)
         with self._store.transaction():
             for pool_id in pools:
                 self._store.delete_pool(pool_id)
             self._store.delete_runtime(name, version)
+        return pools

@@ -14,8 +14,8 @@ Frames over ``max_frame`` bytes are refused on both sides.
 Platform -> worker::
 
     load     id, path, handler ("module:function"), env, limits {memory_mb, cpu,
-             timeout_s, concurrency}, app, name, version, instance_id, scratch
-             (the instance's private writable folder, or None)
+             timeout_s, concurrency}, app, name, version, instance_id, and
+             scratch (the instance's private writable folder) if it has one
     invoke   id, trigger, body, meta, deadline (time.monotonic() on the host)
 
 Where the transport can pass descriptors (the process backend's socketpair),
@@ -153,7 +153,7 @@ def load_message(
     request_id: int, code: FunctionCode, instance_id: str, env: Message, scratch: str | None = None
 ) -> Message:
     limits = code.limits
-    return {
+    message: Message = {
         "op": "load",
         "id": request_id,
         "path": str(code.path),
@@ -169,8 +169,10 @@ def load_message(
         "name": code.name,
         "version": code.version,
         "instance_id": instance_id,
-        "scratch": scratch,
     }
+    if scratch is not None:
+        message["scratch"] = scratch
+    return message
 
 
 def invoke_message(request_id: int, event: Event, deadline: float) -> Message:
@@ -198,9 +200,8 @@ def _recv_exactly(sock: socket.socket, size: int, fds: list[int] | None = None) 
             )
             for level, kind, data in ancillary:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    fds.extend(
-                        struct.unpack(f"{len(data) // 4}i", data[: len(data) - len(data) % 4])
-                    )
+                    whole = len(data) - len(data) % 4  # C ints, 4 bytes each
+                    fds.extend(struct.unpack(f"{whole // 4}i", data[:whole]))
         else:
             n = sock.recv_into(view[got:])
         if n == 0:

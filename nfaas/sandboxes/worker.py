@@ -27,9 +27,9 @@ zygote confined the worker (``tasks`` is given), RLIMIT_NPROC is lowered at
 load to the threads the worker runs plus ``tasks``. The per-invocation CPU
 budget is not the worker's to keep: a process can raise its own soft
 RLIMIT_CPU to the hard one and can never raise the hard one again, so the
-platform enforces it from outside (``nfaas.sandboxes.process``). All of these
-bind a worker the zygote confined (an unprivileged uid); a worker running as
-root could raise them again.
+platform enforces it from outside (``nfaas.sandboxes.process``). These bind
+any worker that is not root: one the zygote confined, or one of a platform that
+does not run as root; a worker running as root could raise them again.
 """
 
 from __future__ import annotations
@@ -329,13 +329,17 @@ def _exit_on_hangup(fd: int) -> None:
 def _limit_resources(memory_mb: int, tasks: int | None) -> None:
     """RLIMIT_DATA = what the warm runtime maps now + ``memory_mb``; RLIMIT_NPROC =
     the worker's threads now + ``tasks``. Both hard == soft, so lowered for good."""
+    fields: dict[bytes, int] = {}
     with open("/proc/self/status", "rb") as status:
-        fields = dict(line.split(b":", 1) for line in status if b":" in line)
-    try:
-        in_use = int(fields[b"VmData"].split()[0]) * 1024
-        threads = int(fields[b"Threads"])
-    except (KeyError, ValueError, IndexError):
-        raise SandboxError("no VmData or Threads in /proc/self/status") from None
+        for line in status:
+            name, _, value = line.partition(b":")
+            if name in (b"VmData", b"Threads"):
+                fields[name] = int(value.split()[0])
+                if len(fields) == 2:
+                    break
+        else:
+            raise SandboxError("no VmData or Threads in /proc/self/status")
+    in_use, threads = fields[b"VmData"] * 1024, fields[b"Threads"]
     _lower(resource.RLIMIT_DATA, in_use + memory_mb * 1024 * 1024)
     if tasks is not None:
         _lower(resource.RLIMIT_NPROC, threads + tasks)

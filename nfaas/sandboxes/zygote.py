@@ -223,25 +223,33 @@ class Zygote:
         gc.collect()
         gc.freeze()  # a child's collector then never touches (and copies) the zygote's objects
         self._control.send(pack({"op": "ready", "pid": os.getpid()}))
-        control = self._control.fileno()
-        self._poller.register(control, select.POLLIN)
         try:
-            while True:
-                short = len(self._spares) < self._spare_target
-                events = self._poller.poll(SPARE_REFILL_IDLE_MS if short else None)
-                if not events:
-                    self._spares.append(self._spawn())
-                for fd, _ in events:
-                    if fd != control:
-                        self._reap(fd)
-                    elif not self._on_request():
-                        return
+            self._serve()
         finally:
             self._stop_children()
-            if self._scratch is not None:
-                import shutil
+        # Only once the platform is done with them: after a crash of this zygote, the
+        # next one and the workers that outlive this one still use the scratch folders.
+        if self._scratch is not None:
+            import shutil
 
-                shutil.rmtree(self._scratch, ignore_errors=True)
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+    def _serve(self) -> None:
+        control = self._control.fileno()
+        self._poller.register(control, select.POLLIN)
+        while True:
+            short = len(self._spares) < self._spare_target
+            events = self._poller.poll(SPARE_REFILL_IDLE_MS if short else None)
+            if not events:
+                try:
+                    self._spares.append(self._spawn())
+                except OSError:
+                    pass  # out of processes or worker uids: a prepare will say so
+            for fd, _ in events:
+                if fd != control:
+                    self._reap(fd)
+                elif not self._on_request():
+                    return
 
     def _on_request(self) -> bool:
         try:
@@ -322,6 +330,9 @@ class Zygote:
                 tasks = self._confinement.tasks
             status = worker.EXIT_PROTOCOL
             worker.serve(child_end, self._max_frame, namespaces, tasks)
+        except BaseException as exc:
+            if status == worker.EXIT_CONFINEMENT:
+                sys.stderr.write(f"nfaas: a worker could not drop its privileges: {exc!r}\n")
         finally:
             os._exit(status)
 
@@ -366,19 +377,22 @@ class Zygote:
             self._poller.register(pidfd, select.POLLIN)
 
     def _child_pids(self) -> set[int]:
+        """Every unreaped child of the zygote (none known without CONFIG_PROC_CHILDREN)."""
         try:
             with open(self._children_file, "rb") as children:
                 return {int(pid) for pid in children.read().split()}
-        except OSError:  # a kernel without CONFIG_PROC_CHILDREN: the workers only
-            return set(self._children.values())
+        except OSError:
+            return set()
 
     def _stop_children(self) -> None:
         """Kill and reap every child: workers, and what dying ones leave to the zygote."""
         pids = set(self._children.values()) | set(self._orphans.values())
+        self._children.clear()
+        self._orphans.clear()
         while pids:
             for pid in pids:
                 try:
-                    os.kill(pid, signal.SIGKILL)  # an unreaped child: the pid is still its
+                    os.kill(pid, signal.SIGKILL)  # an unreaped child of ours: still that pid
                 except ProcessLookupError:
                     pass
             for pid in pids:
@@ -394,7 +408,8 @@ def _wait(pid: int) -> None:
 
 
 def _confiner(confinement: Confinement) -> Callable[[int], None]:
-    """A function that makes the calling child an unprivileged worker with uid = gid = its argument.
+    """A function that makes the calling child an unprivileged worker with uid = gid = its
+    argument; and the zygote, which calls this, a child subreaper.
 
     Measured at about 0.25 ms per child, most of it the first touch of ctypes and
     resource pages after the fork; it runs before a child is handed out, so no
@@ -416,6 +431,8 @@ def _confiner(confinement: Confinement) -> Callable[[int], None]:
     def call(option: int, value: int) -> None:
         if prctl(option, value, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), f"prctl({option}, {value})")
+
+    call(PR_SET_CHILD_SUBREAPER, 1)  # the zygote inherits what dead workers leave
 
     def confine(uid: int) -> None:
         call(PR_SET_CHILD_SUBREAPER, 1)

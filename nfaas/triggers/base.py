@@ -121,7 +121,9 @@ class TriggerSource(ABC):
         try:
             await self._close(grace_s)
         except Exception:
-            log.exception("closing trigger %s of %s failed", self.binding.describe(), self.binding.owner)
+            log.exception(
+                "closing trigger %s of %s failed", self.binding.describe(), self.binding.owner
+            )
 
     @abstractmethod
     async def _close(self, grace_s: float) -> None:

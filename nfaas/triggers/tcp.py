@@ -115,7 +115,7 @@ class TcpSource(TriggerSource):
         assert task is not None
         self._tasks.add(task)
         try:
-            if self.state is not SourceState.LISTENING:
+            if self.state is SourceState.CLOSED:
                 self._drop("shutdown")
                 writer.write(self._frame(_error("Unavailable", "the trigger is closing")))
             elif self._serving >= self._max_connections:
@@ -135,10 +135,12 @@ class TcpSource(TriggerSource):
                     self._serving -= 1
         finally:
             self._busy.discard(task)
-            self._tasks.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), _FLUSH_S)
+            try:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(writer.wait_closed(), _FLUSH_S)
+            finally:
+                self._tasks.discard(task)  # only now: aclose waits for the connection to close
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -164,7 +166,7 @@ class TcpSource(TriggerSource):
         task: asyncio.Task[Any],
     ) -> None:
         # A closing listener lets the line in hand finish, then ends the connection.
-        while self.state is SourceState.LISTENING:
+        while self.state is not SourceState.CLOSED:
             try:
                 async with asyncio.timeout(self._idle):
                     line = await reader.readuntil(b"\n")
@@ -249,7 +251,9 @@ class TcpSource(TriggerSource):
             return False, _error(exc.title, exc.detail)
         except Exception:
             self._drop("internal_error")
-            log.exception("tcp %s from %s: dispatching the event failed", b.describe(), meta["peer"])
+            log.exception(
+                "tcp %s from %s: dispatching the event failed", b.describe(), meta["peer"]
+            )
             return False, _error("Internal error", "the trigger failed; see the platform log")
         return True, result.body
 

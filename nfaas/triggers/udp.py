@@ -98,7 +98,7 @@ class UdpSource(TriggerSource):
         self._telemetry.dropped("udp", reason)
 
     def received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.state is not SourceState.LISTENING:
+        if self.state is SourceState.CLOSED:  # (a datagram may come before start() returns)
             self._drop("shutdown")
             return
         if len(self._tasks) >= MAX_IN_FLIGHT:

@@ -333,3 +333,53 @@ async def test_functions_never_see_the_callers_credentials(api: Api, tmp_path: P
         seen = {k.lower() for k in r.json()}
         assert not seen & {"authorization", "cookie", "proxy-authorization"}, seen
     assert (await api.http.post("/fn/demo/headers", headers=secret)).json()["x-device"] == "t-1"
+
+
+async def test_re_enabling_an_app_whose_port_was_taken_is_refused(api: Api, tmp_path: Path) -> None:
+    port = free_port()
+    acme, globex = api.tenant("acme"), api.tenant("globex")
+    udp = [{"type": "udp", "port": port}]
+    a = (
+        await onboard(
+            api,
+            package(tmp_path / "a", "first", [function_doc("echo", app="first", triggers=udp)]),
+            acme,
+        )
+    ).json()
+    r = await api.http.patch(
+        f"/api/v1/vnf_packages/{a['id']}", json={"operationalState": "DISABLED"}, headers=acme
+    )
+    assert r.status_code == 200
+    b = package(tmp_path / "b", "second", [function_doc("upper", app="second", triggers=udp)])
+    assert (await onboard(api, b, globex)).status_code == 201
+    r = await api.http.patch(
+        f"/api/v1/vnf_packages/{a['id']}", json={"operationalState": "ENABLED"}, headers=acme
+    )
+    assert (
+        r.status_code == 409 and f"udp port {port} is bound to second/upper" in r.json()["detail"]
+    )
+    state = (await api.http.get(f"/api/v1/vnf_packages/{a['id']}", headers=acme)).json()
+    assert state["operationalState"] == "DISABLED"
+    triggers = (await api.http.get("/api/v1/triggers", headers=globex)).json()
+    assert [(t["function"], t["state"]) for t in triggers] == [("upper", "listening")]
+
+
+async def test_deleting_a_runtime_closes_its_pool(api: Api) -> None:
+    op = api.operator
+    r = await api.http.post(
+        "/api/v1/runtimes", json={"name": "tiny", "version": "1", "backend": "mock"}, headers=op
+    )
+    assert r.status_code == 201
+    r = await api.http.put(
+        "/api/v1/pools/tiny-pool", json={"size": 2, "runtime": "tiny:1"}, headers=op
+    )
+    assert r.status_code == 200
+    for _ in range(100):
+        if api.platform.pools["tiny-pool"].snapshot().ready == 2:
+            break
+        await asyncio.sleep(0.01)
+    reserved = api.platform.capacity.memory_reserved_mb
+    assert (await api.http.delete("/api/v1/runtimes/tiny/1", headers=op)).status_code == 204
+    assert "tiny-pool" not in api.platform.pools
+    assert api.platform.capacity.memory_reserved_mb < reserved
+    assert (await api.http.get("/api/v1/runtimes/tiny/1", headers=op)).status_code == 404

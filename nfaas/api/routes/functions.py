@@ -35,7 +35,7 @@ def router(platform: Platform, principal: Any) -> APIRouter:
 
     def summary(app: str, name: str, versions: list[dict[str, Any]]) -> dict[str, Any]:
         current = store.current_versions().get((app, name))
-        enabled = app in platform.enabled_apps()
+        enabled = current is not None
         desc = next(
             (v["descriptor"] for v in versions if v["version"] == current),
             versions[-1]["descriptor"],

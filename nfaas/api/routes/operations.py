@@ -87,7 +87,7 @@ def router(platform: Platform, principal: Any) -> APIRouter:
         name: str, version: str, who: Principal = Depends(principal)
     ) -> Response:
         who.require_operator("managing runtimes")
-        runtimes.delete(name, version)
+        await platform.delete_runtime(name, version)
         return Response(status_code=204)
 
     @api.get("/pools", tags=["pools"])

@@ -76,8 +76,7 @@ def router(platform: Platform, principal: Any) -> APIRouter:
     async def patch_package(
         package_id: str, patch: PackagePatch, who: Principal = Depends(principal)
     ) -> dict[str, Any]:
-        record = onboarding.set_operational_state(package_id, patch.operational_state, who.scope)
-        await platform.reconcile()
+        record = await platform.set_package_state(package_id, patch.operational_state, who.scope)
         return package_json(record)
 
     @api.delete("/vnf_packages/{package_id}", status_code=204)
