@@ -30,7 +30,7 @@ from nfaas.packages.archive import ArchiveLimits
 from nfaas.packages.descriptors import FunctionDescriptor
 from nfaas.runtimes.repository import RuntimeRepository
 from nfaas.sandboxes.base import SandboxBackend
-from nfaas.sandboxes.registry import backend_class
+from nfaas.sandboxes.registry import BACKENDS, backend_class
 from nfaas.telemetry.metrics import Telemetry
 from nfaas.triggers.base import TriggerBinding
 from nfaas.triggers.distributor import Distributor, VersionPolicy
@@ -64,7 +64,7 @@ class Platform:
         data.mkdir(parents=True, exist_ok=True)
         self.store = StateStore(data / "state.db")
         self.blobs = BlobStore(data / "store")
-        self.runtimes = RuntimeRepository(self.store)
+        self.runtimes = RuntimeRepository(self.store, [*BACKENDS, *self._given])
         self.telemetry = Telemetry()
         self.capacity = self._capacity()
         self.manager = FunctionManager(
@@ -74,7 +74,9 @@ class Platform:
             self._pool_for,
             reap_interval_s=config.reap_interval_s,
         )
-        self.catalog = FunctionCatalog(self.store, self.blobs, data / "functions")
+        self.catalog = FunctionCatalog(
+            self.store, self.blobs, data / "functions", self._code_is_file
+        )
         self.distributor = Distributor()
         self.router = Router(
             self.catalog,
@@ -170,6 +172,10 @@ class Platform:
                 self._backends[name] = backend
                 log.info("sandbox backend %s started", name)
             return backend
+
+    def _code_is_file(self, name: str) -> bool:
+        given = self._given.get(name)
+        return type(given).code_is_file if given is not None else backend_class(name).code_is_file
 
     def backend_now(self, name: str) -> SandboxBackend:
         backend = self._backends.get(name)

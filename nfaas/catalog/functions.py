@@ -16,6 +16,7 @@ with other code) is dropped and built again from the store.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,16 @@ from nfaas.sandboxes.registry import backend_class
 
 
 class FunctionCatalog:
-    def __init__(self, store: StateStore, blobs: BlobStore, code_root: Path) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        blobs: BlobStore,
+        code_root: Path,
+        code_is_file: Callable[[str], bool] | None = None,
+    ) -> None:
         self._store = store
+        #: whether a backend wants a single-file artefact as the file (see SandboxBackend)
+        self._code_is_file = code_is_file or (lambda name: backend_class(name).code_is_file)
         self._blobs = blobs
         self._code_root = code_root
         self._versions: dict[VersionKey, tuple[FunctionVersion, _Source]] = {}
@@ -99,11 +108,7 @@ class FunctionCatalog:
         basename = posixpath.basename(source.rstrip("/"))
         # A single-file code artefact is given as the file itself to backends that
         # load one file (a Wasm module), and as its folder to the others.
-        if (
-            backend_class(runtime.backend).code_is_file
-            and len(tree) == 1
-            and next(iter(tree)) == basename
-        ):
+        if self._code_is_file(runtime.backend) and len(tree) == 1 and next(iter(tree)) == basename:
             path = folder / basename
         res, scaling = desc.resources, desc.scaling
         limits = Limits(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 
 from nfaas.catalog.store import PoolRecord, RuntimeRecord, StateStore
 from nfaas.errors import Conflict, InvalidRequest, NotFound, UnknownRuntime
@@ -40,8 +41,10 @@ def default_pool_id(name: str, version: str) -> str:
 
 
 class RuntimeRepository:
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: StateStore, backends: Iterable[str] = BACKENDS) -> None:
         self._store = store
+        #: the sandbox backends a runtime may name (the registry's, plus any a test wires in)
+        self._backends = frozenset(backends)
 
     def register_builtins(self) -> None:
         """First start: the runtimes of the built-in backends and a default pool for each."""
@@ -72,9 +75,9 @@ class RuntimeRepository:
     ) -> RuntimeRecord:
         if not re.match(NAME_PATTERN, name) or not re.match(VERSION_PATTERN, version):
             raise InvalidRequest(f"runtime name {name!r} or version {version!r} is not valid")
-        if backend not in BACKENDS:
+        if backend not in self._backends:
             raise InvalidRequest(
-                f"unknown sandbox backend {backend!r} (known: {', '.join(sorted(BACKENDS))})"
+                f"unknown sandbox backend {backend!r} (known: {', '.join(sorted(self._backends))})"
             )
         if self._store.get_runtime(name, version) is not None:
             raise Conflict(f"runtime {name}:{version} already exists")

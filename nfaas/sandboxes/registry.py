@@ -10,8 +10,9 @@ from nfaas.sandboxes.base import SandboxBackend
 BACKENDS: dict[str, str] = {
     "process": "nfaas.sandboxes.process:ProcessBackend",
     "wasm": "nfaas.sandboxes.wasm:WasmBackend",
-    "mock": "nfaas.sandboxes.mock:MockBackend",
 }
+# The mock backend (nfaas.sandboxes.mock) is not here on purpose: it isolates
+# nothing, so no runtime may name it unless a test wires it in explicitly.
 
 
 def backend_class(name: str) -> type[SandboxBackend]:

@@ -246,9 +246,12 @@ class Zygote:
                 except OSError:
                     pass  # out of processes or worker uids: a prepare will say so
             for fd, _ in events:
-                if fd != control:
-                    self._reap(fd)
-                elif not self._on_request():
+                try:
+                    if fd != control:
+                        self._reap(fd)
+                    elif not self._on_request():
+                        return
+                except ConnectionError:  # a report to a platform that has just gone
                     return
 
     def _on_request(self) -> bool:

@@ -184,11 +184,15 @@ class Telemetry:
             self._cold_starts.labels(*key).inc()
             self._init.labels(*key).observe(cold_start)
 
-    def instance_created(self, key: VersionKey, backend: str, init_seconds: float, from_pool: bool) -> None:
+    def instance_created(
+        self, key: VersionKey, backend: str, init_seconds: float, from_pool: bool
+    ) -> None:
         stats = self.stats(key)
         stats.instances_created += 1
         stats.instance_init_seconds_total += init_seconds
-        self._instance_init.labels(*key, backend, "true" if from_pool else "false").observe(init_seconds)
+        self._instance_init.labels(*key, backend, "true" if from_pool else "false").observe(
+            init_seconds
+        )
 
     def dropped(self, trigger: str, reason: str) -> None:
         self._dropped.labels(trigger, reason).inc()

@@ -87,7 +87,9 @@ class Catalog:
             on_change,
             compiled_root=self.tmp / "compiled",
         )
-        self.catalog = FunctionCatalog(self.store, self.blobs, self.tmp / "functions")
+        self.catalog = FunctionCatalog(
+            self.store, self.blobs, self.tmp / "functions", lambda backend: False
+        )
 
     def package(
         self,
@@ -144,7 +146,7 @@ def code_of(text: str, *names: str) -> dict[str, dict[str, str]]:
 @pytest.fixture
 async def cat(tmp_path: Path) -> AsyncIterator[Catalog]:
     store = StateStore(tmp_path / "state.db")
-    runtimes = RuntimeRepository(store)
+    runtimes = RuntimeRepository(store, ["process", "wasm", "mock"])
     runtimes.create("mock", "1", "mock")
     yield Catalog(tmp_path, store, BlobStore(tmp_path / "store"), runtimes, SlowCompiler())
     store.close()
