@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from nfaas.catalog.store import StateStore, TokenRecord
-from nfaas.errors import Forbidden, InvalidRequest, Unauthenticated
+from nfaas.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthenticated
 
 Role = Literal["operator", "tenant"]
 OPERATOR_TENANT = "operator"
@@ -68,6 +68,34 @@ class Auth:
             TokenRecord(hash_token(token), tenant, role, name or tenant, time.time())
         )
         return token
+
+    def tokens(self) -> list[dict[str, object]]:
+        """Every token, named by the first 12 hex digits of its hash (the token itself is not kept)."""
+        return [
+            {
+                "id": r.hash[:12],
+                "tenant": r.tenant,
+                "role": r.role,
+                "name": r.name,
+                "createdAt": r.created_at,
+            }
+            for r in self._store.list_tokens()
+        ]
+
+    def revoke(self, token_id: str) -> None:
+        """Revoke by id (a hash prefix of at least 8 digits); refuses the last operator token."""
+        if len(token_id) < 8:
+            raise InvalidRequest("give at least 8 hex digits of the token id")
+        matches = [r for r in self._store.list_tokens() if r.hash.startswith(token_id)]
+        if not matches:
+            raise NotFound(f"no token {token_id}")
+        if len(matches) > 1:
+            raise InvalidRequest(f"{token_id} names {len(matches)} tokens; give more digits")
+        record = matches[0]
+        if record.role == "operator" and self._store.count_tokens("operator") == 1:
+            raise Conflict("this is the last operator token; create another before revoking it")
+        self._store.delete_token(record.hash)
+        self._cache.pop(record.hash, None)
 
     def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:

@@ -112,6 +112,15 @@ class StateStore:
         return TokenRecord(**dict(row)) if row else None
 
     @owned
+    def list_tokens(self) -> list[TokenRecord]:
+        rows = self._db.execute("SELECT * FROM tokens ORDER BY created_at")
+        return [TokenRecord(**dict(r)) for r in rows]
+
+    @owned
+    def delete_token(self, token_hash: str) -> None:
+        self._db.execute("DELETE FROM tokens WHERE hash = ?", (token_hash,))
+
+    @owned
     def count_tokens(self, role: str) -> int:
         return int(
             self._db.execute("SELECT COUNT(*) FROM tokens WHERE role = ?", (role,)).fetchone()[0]

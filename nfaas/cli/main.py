@@ -481,6 +481,20 @@ def token_create(
     print(created["token"])
 
 
+@token_app.command("ls")
+def token_ls(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """List tokens by id (operator)."""
+    rows = call(lambda: client(url, token).json("GET", "/api/v1/tokens"))
+    table(rows, ["id", "tenant", "role", "name"], as_json, "tokens")
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Revoke a token by its id (operator)."""
+    call(lambda: client(url, token).request("DELETE", f"/api/v1/tokens/{token_id}"))
+    out.print(f"revoked token {token_id}")
+
+
 @app.command()
 def node(
     memory_mb: Annotated[int | None, typer.Option(help="set the node's memory capacity")] = None,

@@ -383,3 +383,23 @@ async def test_deleting_a_runtime_closes_its_pool(api: Api) -> None:
     assert "tiny-pool" not in api.platform.pools
     assert api.platform.capacity.memory_reserved_mb < reserved
     assert (await api.http.get("/api/v1/runtimes/tiny/1", headers=op)).status_code == 404
+
+
+async def test_tokens_can_be_listed_and_revoked_at_once(api: Api) -> None:
+    acme = api.tenant("acme")
+    assert (await api.http.get("/api/v1/whoami", headers=acme)).json()["tenant"] == "acme"
+    assert (await api.http.get("/api/v1/tokens", headers=acme)).status_code == 403
+    tokens = (await api.http.get("/api/v1/tokens", headers=api.operator)).json()
+    assert {(t["tenant"], t["role"]) for t in tokens} == {
+        ("operator", "operator"),
+        ("acme", "tenant"),
+    }
+    assert all("token" not in t for t in tokens)
+    acme_id = next(t["id"] for t in tokens if t["tenant"] == "acme")
+    assert (
+        await api.http.delete(f"/api/v1/tokens/{acme_id}", headers=api.operator)
+    ).status_code == 204
+    assert (await api.http.get("/api/v1/whoami", headers=acme)).status_code == 401
+    op_id = next(t["id"] for t in tokens if t["role"] == "operator")
+    r = await api.http.delete(f"/api/v1/tokens/{op_id}", headers=api.operator)
+    assert r.status_code == 409 and "last operator token" in r.json()["detail"]

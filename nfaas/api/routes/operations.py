@@ -139,6 +139,17 @@ def router(platform: Platform, principal: Any) -> APIRouter:
         token = platform.auth.issue(body.tenant, body.role, body.name)
         return {"tenant": body.tenant, "role": body.role, "token": token}
 
+    @api.get("/tokens", tags=["auth"])
+    async def list_tokens(who: Principal = Depends(principal)) -> list[dict[str, Any]]:
+        who.require_operator("listing tokens")
+        return platform.auth.tokens()
+
+    @api.delete("/tokens/{token_id}", status_code=204, tags=["auth"])
+    async def revoke_token(token_id: str, who: Principal = Depends(principal)) -> Response:
+        who.require_operator("revoking tokens")
+        platform.auth.revoke(token_id)
+        return Response(status_code=204)
+
     @api.get("/whoami", tags=["auth"])
     async def whoami(who: Principal = Depends(principal)) -> dict[str, Any]:
         return {"tenant": who.tenant, "role": who.role}
