@@ -11,7 +11,7 @@ from pathlib import Path
 
 import uvicorn
 
-from nfaas.api.app import create_app
+from nfaas.api.app import create_asgi
 from nfaas.api.auth import write_client_config
 from nfaas.config import Config
 from nfaas.platform import Platform
@@ -60,7 +60,7 @@ async def serve(config: Config, onboard: list[Path] | None = None) -> None:
 
 
 async def _serve(platform: Platform, config: Config, onboard: list[Path] | None) -> None:
-    app = create_app(platform)
+    app = create_asgi(platform)
     server = _Server(
         uvicorn.Config(
             app,

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nfaas import __version__
 from nfaas.api.deps import principal_dependency
+from nfaas.api.gateway import TriggerGateway
 from nfaas.api.problems import (
+    http_error_handler,
     nfaas_error_handler,
     unexpected_error_handler,
     validation_error_handler,
 )
-from nfaas.api.routes import events, functions, observe, operations, packages
+from nfaas.api.routes import functions, observe, operations, packages
 from nfaas.errors import NfaasError
 from nfaas.platform import Platform
 
@@ -36,8 +39,10 @@ def create_app(platform: Platform) -> FastAPI:
     principal = principal_dependency(platform.auth)
     for module in (packages, functions, operations, observe):
         app.include_router(module.router(platform, principal))
-    fn_routes, catch_all = events.routes(platform)
-    app.router.routes.extend(fn_routes)
-    # The custom routes of descriptors come last: every platform path wins over them.
-    app.router.routes.append(catch_all)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
     return app
+
+
+def create_asgi(platform: Platform) -> TriggerGateway:
+    """What the server runs: HTTP triggers in front, the management API behind them."""
+    return TriggerGateway(platform, create_app(platform))

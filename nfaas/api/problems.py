@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -47,30 +48,58 @@ def status_of(exc: e.NfaasError) -> int:
     return 500
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
 
 
-def problem(status: int, title: str, detail: str, kind: str, **extra: Any) -> Response:
+def problem_json(status: int, title: str, detail: str, kind: str, **extra: Any) -> bytes:
     body = {"type": f"urn:nfaas:problem:{kind}", "title": title, "status": status, "detail": detail}
     body.update({k: v for k, v in extra.items() if v not in (None, [], {})})
-    headers: dict[str, str] = {}
-    if status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="nfaas"'
-    return Response(
-        orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
-    )
+    return orjson.dumps(body)
 
 
-async def nfaas_error_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, e.NfaasError)
+def render(exc: e.NfaasError) -> tuple[int, bytes, dict[str, str]]:
+    """The status, problem document and headers of an error: the one mapping, used everywhere."""
     status = status_of(exc)
     extra = dict(exc.extra)
     if isinstance(exc, e.FunctionRaised) and exc.traceback:
         extra["traceback"] = exc.traceback
-    response = problem(status, exc.title, exc.detail, _slug(type(exc).__name__), **extra)
+    headers: dict[str, str] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="nfaas"'
     if isinstance(exc, e.Overloaded):
-        response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return (
+        status,
+        problem_json(status, exc.title, exc.detail, slug(type(exc).__name__), **extra),
+        headers,
+    )
+
+
+def problem(status: int, title: str, detail: str, kind: str, **extra: Any) -> Response:
+    body = problem_json(status, title, detail, kind, **extra)
+    return Response(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+async def nfaas_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, e.NfaasError)
+    status, body, headers = render(exc)
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no such path, method not allowed) as problem documents too."""
+    assert isinstance(exc, StarletteHTTPException)
+    kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+    detail = (
+        f"no such resource: {request.method} {request.url.path}"
+        if exc.status_code == 404
+        else str(exc.detail)
+    )
+    response = problem(exc.status_code, title, detail, kind)
+    if exc.headers:
+        response.headers.update(exc.headers)
     return response
 
 

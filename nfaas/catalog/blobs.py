@@ -76,20 +76,26 @@ class BlobStore:
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.parent.chmod(0o700)
         if dest.exists():
-            dest.chmod(0o755)  # folders written before modes were set here are 0700
+            _make_readable(dest)  # it may have been written before modes were set here
             return dest
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".tmp-"))
         try:
             for rel, digest in self.tree(tree_digest).items():
                 target = tmp / rel
-                for folder in reversed(target.relative_to(tmp).parents[:-1]):
-                    (tmp / folder).mkdir(exist_ok=True)
-                    (tmp / folder).chmod(0o755)
+                target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(self.get(digest))
-                target.chmod(0o644)
-            tmp.chmod(0o755)
+            _make_readable(tmp)
             os.replace(tmp, dest)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return dest
+
+
+def _make_readable(root: Path) -> None:
+    """Folders 0755 and files 0644 throughout ``root`` (which holds no links: the store
+    writes regular files only)."""
+    for folder, _, files in os.walk(root):
+        os.chmod(folder, 0o755)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o644)

@@ -24,8 +24,9 @@ leads nowhere. When the platform does not run as root, nothing of this
 applies: workers run as the platform's own user, as before.
 
 Every instance gets a scratch folder of its own (its working folder, TMPDIR and
-HOME), owned by its worker's uid, mode 0700, removed once the worker has ended.
-The per-invocation CPU budget is enforced here, from outside (``CpuBudget``).
+HOME), made by the zygote's child before it is handed out, owned by its
+worker's uid, mode 0700, and removed here once the worker has ended. The
+per-invocation CPU budget is enforced here, from outside (``CpuBudget``).
 """
 
 from __future__ import annotations
@@ -226,7 +227,6 @@ class ProcessSandbox(Sandbox):
             async with asyncio.timeout(self._owner.config.prepare_timeout_s):
                 self.worker = await self._owner.fork()
                 self.worker.exited.add_done_callback(self._on_exit)
-                self.scratch = self._owner.make_scratch(self.instance_id, self.worker.uid)
                 self._reader, self._writer = await asyncio.open_unix_connection(
                     sock=self.worker.sock
                 )
@@ -236,6 +236,7 @@ class ProcessSandbox(Sandbox):
             if check_reply(hello)["op"] != "ready":
                 raise SandboxError(f"protocol violation: {hello['op']!r} instead of 'ready'")
             self.namespaces = list(hello["namespaces"])
+            self.scratch = self._owner.scratch_named(hello.get("scratch"))
             if (state := self._state()) is not SandboxState.NEW:  # closed, or the child died
                 raise SandboxStartError(f"the sandbox became {state.value} while preparing")
         except BaseException as exc:
@@ -312,19 +313,20 @@ class ProcessSandbox(Sandbox):
     def _send_load(self, message: Message, code: FunctionCode) -> None:
         """The load frame, its first bytes carrying the code folder (SCM_RIGHTS).
 
-        The header goes on the socket itself, under the transport: nothing was
-        written since prepare, so the transport's buffer is empty and order holds.
+        Sent on the socket itself, under the transport: nothing was written since
+        prepare, so the transport's buffer is empty and the order holds.
         """
         assert self.worker is not None and self._writer is not None
         frame = pack_frame(message, self._max_frame)
         folder = os.open(code.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            sent = socket.send_fds(self.worker.sock, [frame[: HEADER.size]], [folder])
+            sent = socket.send_fds(self.worker.sock, [frame], [folder])
         finally:
             os.close(folder)
-        if sent != HEADER.size:
+        if sent < HEADER.size:
             raise SandboxError(f"sent {sent} of the load frame's {HEADER.size} header bytes")
-        self._writer.write(frame[HEADER.size :])
+        if sent < len(frame):  # a frame past the socket's buffer: the rest as any write
+            self._writer.write(frame[sent:])
 
     async def invoke(self, event: Event) -> Result:
         self._check_usable()
@@ -605,15 +607,19 @@ class ProcessBackend(SandboxBackend):
             timeout_s=config.zygote_start_timeout_s,
             confinement=config.confinement if self.confined else None,
             scratch=str(self._scratch),
+            # A replaced zygote's workers live on: the new one must not reuse their uids.
+            busy_uids={
+                sandbox.worker.uid
+                for sandbox in self._sandboxes
+                if sandbox.worker is not None and sandbox.worker.uid is not None
+            },
         )
 
-    def make_scratch(self, name: str, uid: int | None) -> Path:
-        """A new private folder for one instance, owned by its worker's uid."""
-        assert self._scratch is not None
-        folder = self._scratch / name
-        folder.mkdir(mode=0o700)
-        if uid is not None:
-            os.chown(folder, uid, uid)
+    def scratch_named(self, name: object) -> Path:
+        """The scratch folder a new worker says the zygote made for it, if it is one."""
+        folder = Path(name) if isinstance(name, str) else None
+        if folder is None or folder.parent != self._scratch or not folder.name.isalnum():
+            raise SandboxError(f"protocol violation: {name!r} is not a scratch folder")
         return folder
 
     def create(self) -> Sandbox:
@@ -669,21 +675,23 @@ class ProcessBackend(SandboxBackend):
 
 
 def _uid_conflicts(uids: range) -> list[str]:
-    """Users, and subordinate uid ranges (/etc/subuid), that hold any of ``uids``.
-
-    A worker given such a uid would be that user, or a user of some container.
-    """
+    """Users, groups and subordinate ids (/etc/subuid, /etc/subgid) that hold any of
+    ``uids`` (a worker's gid is its uid). A worker given one would be that user or
+    group, or a user of some container."""
+    import grp
     import pwd
 
     found = [f"user {user.pw_name}" for user in pwd.getpwall() if user.pw_uid in uids]
-    try:
-        lines = Path("/etc/subuid").read_text().splitlines()
-    except OSError:
-        lines = []
-    for line in lines:
-        owner, _, span = line.partition(":")
-        first, _, count = span.partition(":")
-        if first.isdigit() and count.isdigit():
-            if int(first) < uids.stop and uids.start < int(first) + int(count):
-                found.append(f"subordinate uids of {owner}")
+    found += [f"group {group.gr_name}" for group in grp.getgrall() if group.gr_gid in uids]
+    for table in ("/etc/subuid", "/etc/subgid"):
+        try:
+            lines = Path(table).read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            owner, _, span = line.partition(":")
+            first, _, count = span.partition(":")
+            if first.isdigit() and count.isdigit():
+                if int(first) < uids.stop and uids.start < int(first) + int(count):
+                    found.append(f"{table} range of {owner}")
     return found

@@ -25,7 +25,8 @@ reach by ``path``.
 
 Worker -> platform::
 
-    ready       pid, namespaces           once, when a prepared worker is up
+    ready       pid, namespaces           once, when a prepared worker is up; and
+                                          scratch, if a folder was made for it
     loaded      id
     load_error  id, type, message, traceback
     result      id, body, content_type, first_line_at

@@ -112,16 +112,21 @@ class FunctionContext:
 
 
 def serve(
-    sock: socket.socket, max_frame: int, namespaces: list[str], tasks: int | None = None
+    sock: socket.socket,
+    max_frame: int,
+    namespaces: list[str],
+    tasks: int | None = None,
+    scratch: str | None = None,
 ) -> NoReturn:
     """Run the worker on ``sock`` and end the process with the worker's exit status.
 
     ``tasks``: the processes and threads the function may start beyond the
     worker's own, when the zygote confined the worker (RLIMIT_NPROC counts its uid).
+    ``scratch``: the private folder made for this worker, named in ``ready``.
     """
     status = EXIT_PROTOCOL
     try:
-        status = Worker(sock, max_frame, tasks).run(namespaces)
+        status = Worker(sock, max_frame, tasks).run(namespaces, scratch)
     except MemoryError:
         status = EXIT_OUT_OF_MEMORY
     except OSError:  # the platform went away mid-frame: nobody is left to tell
@@ -143,8 +148,11 @@ class Worker:
         #: what the code folder is called in tracebacks (its /proc/self/fd alias) -> its path
         self._code_alias: tuple[str, str] | None = None
 
-    def run(self, namespaces: list[str]) -> int:
-        self._send({"op": "ready", "pid": os.getpid(), "namespaces": namespaces})
+    def run(self, namespaces: list[str], scratch: str | None = None) -> int:
+        hello: Message = {"op": "ready", "pid": os.getpid(), "namespaces": namespaces}
+        if scratch is not None:
+            hello["scratch"] = scratch
+        self._send(hello)
         # After "ready": a pool keeps the sandbox a while, and a load that comes
         # at once simply waits in the socket until this is done.
         _thread.start_new_thread(_exit_on_hangup, (self._sock.fileno(),))

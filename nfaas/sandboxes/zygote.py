@@ -35,8 +35,14 @@ forks stays below it while it lives and comes to the zygote when it dies,
 which kills and reaps it, so nothing a function started outlives its worker
 and no zombie is left for an init that may never reap it. A uid goes back to
 the end of the queue when its worker is reaped (round robin, so it is reused
-as late as possible). The zygote removes ``--scratch`` (the instances' temp
-folders) once its children are gone.
+as late as possible); ``--busy-uids`` are those held by live workers of a
+zygote that died, which this one never hands out.
+
+Every child makes its own scratch folder in ``--scratch``, mode 0700 and owned
+by its uid, before it is handed out (so neither a prepare nor the platform's
+event loop waits for the file system), and names it in its ``ready``. The
+zygote removes ``--scratch`` once its children are gone and the platform has
+closed the channel.
 
 ``ZygoteClient``, at the end, is the platform's side of the channel.
 
@@ -139,10 +145,11 @@ class Confinement:
 class WorkerUids:
     """Hands out the uids of a range, one per live worker, in turn."""
 
-    def __init__(self, uids: range) -> None:
+    def __init__(self, uids: range, busy: set[int] | None = None) -> None:
         self._uids = uids
         self._next = 0
-        self._in_use: set[int] = set()
+        #: ``busy`` are never given back: their workers are not this zygote's children
+        self._in_use: set[int] = set(busy or ())
 
     def take(self) -> int:
         for _ in range(len(self._uids)):
@@ -198,6 +205,7 @@ class Zygote:
         spares: int,
         confinement: Confinement | None = None,
         scratch: str | None = None,
+        busy_uids: set[int] | None = None,
     ) -> None:
         self._control = control
         self._max_frame = max_frame
@@ -212,7 +220,7 @@ class Zygote:
         self._spare_target = spares
         self._unshare = _namespace_maker() if namespaces and os.geteuid() == 0 else None
         self._confinement = confinement
-        self._uids = WorkerUids(confinement.uids) if confinement is not None else None
+        self._uids = WorkerUids(confinement.uids, busy_uids) if confinement is not None else None
         self._confine = _confiner(confinement) if confinement is not None else None
         self._scratch = scratch
         self._children_file = f"/proc/self/task/{os.getpid()}/children"
@@ -325,17 +333,18 @@ class Zygote:
             os.closerange(keep + 1, MAX_FD)
             os.setsid()
             namespaces = self._unshare() if self._unshare is not None else []
+            status = worker.EXIT_CONFINEMENT  # never run on as root, whatever failed
+            scratch = _make_scratch(self._scratch, uid) if self._scratch is not None else None
             tasks = None
             if self._confine is not None and self._confinement is not None:
                 assert uid is not None
-                status = worker.EXIT_CONFINEMENT  # never run on as root, whatever failed
                 self._confine(uid)
                 tasks = self._confinement.tasks
             status = worker.EXIT_PROTOCOL
-            worker.serve(child_end, self._max_frame, namespaces, tasks)
+            worker.serve(child_end, self._max_frame, namespaces, tasks, scratch)
         except BaseException as exc:
             if status == worker.EXIT_CONFINEMENT:
-                sys.stderr.write(f"nfaas: a worker could not drop its privileges: {exc!r}\n")
+                sys.stderr.write(f"nfaas: a worker could not be confined: {exc!r}\n")
         finally:
             os._exit(status)
 
@@ -401,6 +410,15 @@ class Zygote:
             for pid in pids:
                 _wait(pid)
             pids = self._child_pids() if self._confine is not None else set()
+
+
+def _make_scratch(root: str, uid: int | None) -> str:
+    """A new private folder in ``root``, owned by ``uid`` when given."""
+    folder = f"{root}/{os.urandom(6).hex()}"
+    os.mkdir(folder, 0o700)
+    if uid is not None:
+        os.chown(folder, uid, uid)
+    return folder
 
 
 def _wait(pid: int) -> None:
@@ -553,6 +571,7 @@ class ZygoteClient:
         timeout_s: float,
         confinement: Confinement | None = None,
         scratch: str | None = None,
+        busy_uids: set[int] | None = None,
     ) -> ZygoteClient:
         import asyncio
         import subprocess
@@ -562,6 +581,8 @@ class ZygoteClient:
         args += ["--spares", str(spares)] + ([] if namespaces else ["--no-namespaces"])
         if confinement is not None:
             args += ["--confinement", confinement.encode()]
+        if busy_uids:
+            args += ["--busy-uids", ",".join(map(str, sorted(busy_uids)))]
         if scratch is not None:
             args += ["--scratch", scratch]
         try:
@@ -679,8 +700,8 @@ class ZygoteClient:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``--control-fd N --max-frame N [--spares N] [--no-namespaces] [--confinement JSON]
-    [--scratch PATH]``.
+    """``--control-fd N --max-frame N [--spares N] [--no-namespaces] [--confinement JSON
+    [--busy-uids N,N...]] [--scratch PATH]``.
 
     Parsed by hand: argparse would add to what every fork copies.
     """
@@ -695,6 +716,7 @@ def main(argv: list[str] | None = None) -> None:
         spares = int(option("--spares") or 0)
         confined = option("--confinement")
         confinement = Confinement.decode(confined) if confined is not None else None
+        busy = {int(uid) for uid in (option("--busy-uids") or "").split(",") if uid}
     except (ValueError, IndexError, TypeError, KeyError):
         sys.exit("usage: python -m nfaas.sandboxes.zygote --control-fd N --max-frame N")
     if confinement is not None and os.geteuid() != 0:
@@ -702,7 +724,8 @@ def main(argv: list[str] | None = None) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crashing function dumps no core
     control = socket.socket(fileno=control_fd)
     namespaces = "--no-namespaces" not in args
-    Zygote(control, max_frame, namespaces, spares, confinement, option("--scratch")).run()
+    scratch = option("--scratch")
+    Zygote(control, max_frame, namespaces, spares, confinement, scratch, busy).run()
 
 
 if __name__ == "__main__":

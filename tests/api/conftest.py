@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nfaas.api.app import create_app
+from nfaas.api.app import create_asgi
 from nfaas.config import Config
 from nfaas.platform import Platform
 from nfaas.sandboxes.base import Event
@@ -57,7 +57,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     platform.runtimes.register_builtins()
     platform.runtimes.create("mock", "1", "mock", "in-process test backend")
     async with platform:
-        transport = httpx.ASGITransport(app=create_app(platform))
+        transport = httpx.ASGITransport(app=create_asgi(platform))
         async with httpx.AsyncClient(transport=transport, base_url="http://nfaas") as http:
             operator = {"Authorization": f"Bearer {platform.operator_token}"}
             yield Api(platform, http, operator, backend)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from nfaas.api.app import create_app
+from nfaas.api.app import create_asgi
 from nfaas.platform import Platform
 from nfaas.sandboxes.mock import MockBackend
 from tests.api.conftest import Api, make_config
@@ -295,7 +295,7 @@ async def test_state_survives_a_restart(tmp_path: Path) -> None:
     first.runtimes.create("mock", "1", "mock")
     async with first:
         http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=create_app(first)), base_url="http://x"
+            transport=httpx.ASGITransport(app=create_asgi(first)), base_url="http://x"
         )
         token = {"Authorization": f"Bearer {first.operator_token}"}
         r = await http.post(
@@ -309,7 +309,7 @@ async def test_state_survives_a_restart(tmp_path: Path) -> None:
         )
     async with make() as second:
         http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=create_app(second)), base_url="http://x"
+            transport=httpx.ASGITransport(app=create_asgi(second)), base_url="http://x"
         )
         assert (await http.post("/fn/demo/echo", content=b"back")).content == b"back"
         token = {"Authorization": f"Bearer {second.operator_token}"}

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nfaas.api.app import create_app
+from nfaas.api.app import create_asgi
 from nfaas.config import Config
 from nfaas.platform import Platform
 from tests.helpers import function_doc, package
@@ -56,7 +56,7 @@ async def live(tmp_path: Path) -> AsyncIterator[Live]:
         data_dir=tmp_path / "data", reap_interval_s=0.1, node_memory_mb=8192, node_cpu=2
     )
     async with Platform(config) as platform:
-        transport = httpx.ASGITransport(app=create_app(platform))
+        transport = httpx.ASGITransport(app=create_asgi(platform))
         async with httpx.AsyncClient(
             transport=transport, base_url="http://nfaas", timeout=30
         ) as http:

@@ -413,7 +413,8 @@ class TestLifetime:
         assert await until(lambda: not any(alive(pid) for pid in pids if pid is not None))
 
     async def test_workers_end_when_the_platform_dies(self, tmp_path: Path) -> None:
-        """A platform killed outright leaves neither zygote nor workers, even busy ones."""
+        """A platform killed outright leaves neither zygote nor workers, even busy ones,
+        nor their scratch folders."""
         script = textwrap.dedent(
             f"""
             import asyncio, os, signal
@@ -431,7 +432,7 @@ class TestLifetime:
                 await sandbox.load(code)
                 asyncio.create_task(sandbox.invoke(Event("invoke", b"60")))
                 await asyncio.sleep(0.1)
-                print(backend.zygote_pid, sandbox.pid, flush=True)
+                print(backend.zygote_pid, sandbox.pid, sandbox.scratch.parent, flush=True)
                 os.kill(os.getpid(), signal.SIGKILL)
 
             asyncio.run(main())
@@ -442,6 +443,8 @@ class TestLifetime:
         )
         out, err = await asyncio.wait_for(platform.communicate(), 30)
         assert platform.returncode == -signal.SIGKILL, err.decode()
-        pids = [int(pid) for pid in out.split()]
+        *numbers, scratch = out.decode().split()
+        pids = [int(pid) for pid in numbers]
         assert len(pids) == 2
         assert await until(lambda: not any(alive(pid) for pid in pids), within=3.0)
+        assert await until(lambda: not Path(scratch).exists())

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import pwd
 import resource
+import signal
 import sqlite3
 import tempfile
 import textwrap
@@ -24,7 +26,12 @@ import orjson
 import pytest
 
 from nfaas.catalog.blobs import BlobStore
-from nfaas.errors import FunctionCrashed, FunctionTimeout, SandboxStartError
+from nfaas.errors import (
+    BackendUnavailable,
+    FunctionCrashed,
+    FunctionTimeout,
+    SandboxStartError,
+)
 from nfaas.sandboxes.base import Event, FunctionCode, Limits, SandboxState
 from nfaas.sandboxes.process import ProcessBackend, ProcessConfig, ProcessSandbox
 from nfaas.sandboxes.zygote import Confinement
@@ -293,6 +300,32 @@ class TestIdentity:
             async with await loaded(backend, probe(data, "raise_limit")) as sandbox:
                 assert refused(await call(sandbox, name), "ValueError"), name
 
+    async def test_a_new_zygote_gives_no_uid_a_surviving_worker_holds(
+        self, backend: ProcessBackend, data: DataDir
+    ) -> None:
+        async with await loaded(backend, probe(data, "identity")) as survivor:
+            held = (await call(survivor))["ids"][0][0]
+            old = backend.zygote_pid
+            assert old is not None
+            os.kill(old, signal.SIGKILL)
+            assert await until(lambda: not alive(old))
+            fresh = [await loaded(backend, probe(data, "identity")) for _ in range(3)]
+            try:
+                uids = {(await call(sandbox))["ids"][0][0] for sandbox in fresh}
+            finally:
+                for sandbox in fresh:
+                    await sandbox.aclose()
+            assert backend.zygote_pid != old
+            assert held not in uids and len(uids) == 3
+            assert (await call(survivor))["ids"][0][0] == held
+
+    async def test_uids_that_belong_to_someone_are_refused(self) -> None:
+        nobody = pwd.getpwnam("nobody").pw_uid
+        config = ProcessConfig(confinement=Confinement(uids=range(nobody, nobody + 1)))
+        with pytest.raises(BackendUnavailable, match="user nobody"):
+            async with ProcessBackend(config):
+                pass
+
 
 class TestFiles:
     async def test_cannot_read_a_root_only_file(
@@ -305,7 +338,7 @@ class TestFiles:
         async with await loaded(backend, probe(data, "read")) as sandbox:
             assert refused(await call(sandbox, str(token)))
             assert refused(await call(sandbox, str(data.token)))
-            assert (await call(sandbox, "/etc/hostname"))["ok"]  # world-readable stays so
+            assert (await call(sandbox, "/etc/passwd"))["ok"]  # world-readable stays so
 
     async def test_cannot_open_the_state_database(
         self, backend: ProcessBackend, data: DataDir

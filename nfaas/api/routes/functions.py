@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from nfaas.api.auth import Principal
 from nfaas.api.body import read_body
-from nfaas.api.routes.events import function_headers
+from nfaas.api.gateway import function_headers
 from nfaas.errors import NotFound
 from nfaas.platform import Platform
 from nfaas.sandboxes.base import Event
@@ -97,7 +97,7 @@ def router(platform: Platform, principal: Any) -> APIRouter:
         if not who.may_touch(platform.router.tenant_of(app, name)):
             raise NotFound(f"no enabled function {app}/{name}")
         body = await read_body(request, platform.config.max_event_bytes, "event")
-        event = Event("invoke", body, {"headers": function_headers(request)})
+        event = Event("invoke", body, {"headers": function_headers(request.headers.items())})
         result = await platform.router.dispatch(app, name, event, arrival=arrival)
         return Response(result.body, media_type=result.content_type)
 
