@@ -1,0 +1,1 @@
+"""Floors: the bare mechanism under each figure, run as scripts in their own processes."""

@@ -1,0 +1,173 @@
+"""What limits each figure: the prose of ``docs/benchmarks.md``, quoting the run's own numbers.
+
+The reasons were found by profiling when the suite was written (py-spy on the
+server under load, timestamps around each step of a cold start); the numbers
+quoted are always those of the run being rendered.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+Section = dict[str, Any]
+
+
+def _ms(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "—"
+    return f"{value * 1000:.0f} µs" if value < 1 else f"{value:.2f} ms"
+
+
+def _us(value: float | None) -> str:
+    return "—" if value is None or math.isnan(value) else f"{value:.0f} µs"
+
+
+def _phases_table(section: Section) -> str:
+    rows = ["| step, taken on the backend directly | p50 | p90 |", "|---|---|---|"]
+    for step, s in section["detail"]["phases_ms"].items():
+        rows.append(f"| {step} | {_ms(s['p50'])} | {_ms(s['p90'])} |")
+    return "\n".join(rows)
+
+
+def _cpu_table(section: Section, what: str, key: str) -> str:
+    cpu = section["detail"][key]
+    rows = [f"| CPU time of the serving process per {what} | µs |", "|---|---|"]
+    rows += [f"| {name} | {_us(v)} |" for name, v in cpu.items()]
+    return "\n".join(rows)
+
+
+def cold_process(section: Section) -> str:
+    d = section["detail"]
+    phases = d["phases_ms"]
+    faults = d.get("load_minor_faults") or {}
+    fault_cost_ms = faults.get("p50", math.nan) * d["cow_fault_us"] / 1000
+    return (
+        f"From a pool, a cold start is the load of the code into a prepared worker "
+        f"(p50 {_ms(phases['load']['p50'])} when taken alone, after the same pause a pooled "
+        f"worker has) and the first invocation ({_ms(phases['invoke -> first line']['p50'])}), "
+        f"plus the platform's own steps. The load is a round trip on the worker protocol in "
+        f"which the worker rebuilds `os.environ`, reads `/proc/self/status` for its memory "
+        f"limit and imports the handler. It is the first time the worker runs that path, and in "
+        f"a freshly forked child the first write to each page inherited from the zygote is a "
+        f"copy-on-write fault: the load takes {faults.get('p50', math.nan):.0f} minor faults in "
+        f"the worker; at the {_us(d['cow_fault_us'])} per fault measured in this run on plain "
+        f"pages that is about {_ms(fault_cost_ms)}, and more with the cache and TLB misses of "
+        f"a cold child (when the suite was written, a second load of another module in the "
+        f"same child took about a quarter of the first's time, with a handful of faults). The "
+        f"worker's warm-up (`_warm_up`) compiles and runs a throwaway function and looks a "
+        f"module up, but imports none from a folder, so the import machinery's pages are still "
+        f"shared when the event comes. Without a pool the fork is added "
+        f"(prepare {_ms(phases['prepare (not paid from a pool)']['p50'])} alone), yet the two "
+        f"paths stay close: a pooled worker has slept since it was prepared, and taking it "
+        f"from the pool starts the refill at once, a fork and a warm-up that share the two "
+        f"cores with the cold start they replace. The floor is a fork alone: it pays neither a "
+        f"load nor a protocol round trip."
+    )
+
+
+def cold_wasm(section: Section) -> str:
+    phases = section["detail"]["phases_ms"]
+    parts = section["detail"]["floor_parts_ms"]
+    return (
+        f"The floor instantiates and calls on the calling thread; its parts are the "
+        f"instantiation ({_ms(parts['instance']['p50'])}), the export's lookup "
+        f"({_ms(parts['exports']['p50'])}: wasmtime-py lists every export with its type) and "
+        f"the first call ({_ms(parts['call']['p50'])}). The platform does the same work on the "
+        f"sandbox's own thread, so a cold start crosses threads twice, for the load (p50 "
+        f"{_ms(phases['load']['p50'])} taken alone, after the pause a pooled sandbox has) and "
+        f"for the call ({_ms(phases['invoke -> first line']['p50'])} to the first line). Each "
+        f"crossing is a queue put, the wake-up of a thread that has been asleep (dear on this "
+        f"virtual machine: the same load right after `prepare`, with the thread still awake, "
+        f"was about half as long when the suite was written), the GIL, and "
+        f"`call_soon_threadsafe` back to the event loop. The calls are dear in wasmtime-py: "
+        f"`Func.__call__` asks wasmtime for the function's type and converts every argument "
+        f"through it on each call; in a cProfile of an echo call the Wasm call proper "
+        f"(`wasmtime_func_call`) was about a thirtieth of it, and an event costs two calls "
+        f"(`nfaas_alloc`, then the handler). From a pool, the refill's `prepare` (a new store, "
+        f"on a thread of its own) runs at the same time as the load."
+    )
+
+
+def http(section: Section) -> str:
+    return (
+        "The serving process is the bottleneck: it runs the HTTP server, the API app and the "
+        "platform on one event loop, and the table above gives its CPU time per request beside "
+        "the floor's. In a py-spy profile (`--gil`) of `nfaas up` under load, about a seventh "
+        "of that time went to FastAPI matching each request against every REST API route "
+        "before it reaches the event routes (`create_app` appends `/fn/...` after the API "
+        "routers), about a third to dispatch (the deployment's slot, telemetry with a "
+        "Prometheus histogram per event, the msgpack round trip to the worker, whose write "
+        "wakes a sleeping process: tens of µs on this virtual machine), and most of the rest "
+        "to the Starlette and FastAPI middleware stack, the request and response objects and "
+        "uvicorn. With several connections, only `instance_threshold` times `concurrency` (4 and 1) "
+        "events run at once and the rest wait in the deployment's queue, while the workers, "
+        "the load generator and the server share two cores. The Wasm function has no process "
+        "to wake, but each event crosses to the sandbox's thread and back and pays "
+        "wasmtime-py's per-call cost (see the Wasm cold start), and under load its threads "
+        "and the event loop contend for the GIL."
+    )
+
+
+def udp(section: Section) -> str:
+    return (
+        "As over HTTP, the platform's event loop is saturated first: its CPU time per datagram "
+        "(table above) is several times the bare echo's, which answers inside "
+        "`datagram_received`. Per datagram the platform starts a task, routes, takes a slot "
+        "(with many in flight: a queued waiter with `asyncio.wait` and a timeout, and a count of "
+        "queued waiters that walks the whole queue on every arrival), records telemetry, and "
+        "makes a msgpack round trip to a worker over a Unix socket; at most 4 events run at "
+        "once (instance threshold 4, concurrency 1). The load generator, a Python process, "
+        "shares the two cores with the server and its workers; its own ceiling is the floor's "
+        "throughput. For Wasm, each datagram costs two thread crossings and wasmtime-py's "
+        "per-call overhead, and under load the sandbox threads and the loop contend for the GIL."
+    )
+
+
+def memory(section: Section) -> str:
+    d = section["detail"]["process"]
+    zygote = d["zygote_kb"]
+    return (
+        f"A worker is a fork of the zygote (RSS {zygote.get('rss', 0) / 1024:.1f} MiB, PSS "
+        f"{zygote.get('pss', 0) / 1024:.1f} MiB in this run): its RSS counts every page it "
+        f"shares with the zygote and its siblings, so the PSS, its fair share, is what one more "
+        f"instance costs. It is above the bare fork's because a worker has written more pages: "
+        f"the warm-up, the load (environment, import of the handler) and the first invocation "
+        f"each copy the pages they write, and the worker runs a second thread (the hang-up "
+        f"watcher) with its own stack. A Wasm instance costs the platform process its store, "
+        f"instance and thread; its linear memory is what the module declares (one 64 KiB page "
+        f"for the echo) and is resident only where touched."
+    )
+
+
+WHAT_LIMITS: dict[str, Callable[[Section], str]] = {
+    "cold-process": cold_process,
+    "cold-wasm": cold_wasm,
+    "http": http,
+    "udp": udp,
+    "memory": memory,
+}
+
+EXTRA_TABLES: dict[str, Callable[[Section], str]] = {
+    "cold-process": _phases_table,
+    "cold-wasm": _phases_table,
+    "http": lambda s: _cpu_table(s, "request", "server_cpu_us_per_request"),
+    "udp": lambda s: _cpu_table(s, "datagram", "server_cpu_us_per_datagram"),
+}
+
+HOW_TO_RUN = """## Running it
+
+```sh
+.venv/bin/python benchmarks/run.py                 # everything, ~6 minutes
+.venv/bin/python benchmarks/run.py --quick         # fewer samples, ~1 minute
+.venv/bin/python benchmarks/run.py --only http     # one benchmark (cold-process, cold-wasm, http, udp, memory)
+.venv/bin/python benchmarks/run.py --write-docs    # run everything, then rewrite this page
+.venv/bin/python benchmarks/run.py --write-docs --from benchmarks/results/latest.json
+```
+
+Results go to `benchmarks/results/latest.json` (`--out`). HTTP load comes from `wrk`
+(a Debian package, installed by `scripts/setup`) or, without it, from
+`benchmarks/loadgen_http.py`; UDP load from `benchmarks/loadgen_udp.py`. Every server and
+load generator binds 127.0.0.1, runs for a bounded time and count, and is stopped at the
+end of its benchmark."""
