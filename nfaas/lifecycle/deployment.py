@@ -118,7 +118,11 @@ class FunctionDeployment:
         self._starting = 0
         #: instances (starting or running) whose sandbox came from the pool (7.2.3)
         self._quick_started = 0
+        #: events waiting for a slot, FIFO; a waiter leaves the deque whenever its future
+        #: is settled (handed a slot, failed, abandoned), so every waiter here is pending
         self._waiters: deque[_Waiter] = deque()
+        #: how many of them are queued (counted against queue_size)
+        self._queued = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._starts: set[asyncio.Task[None]] = set()
         self.retired = False
@@ -149,7 +153,7 @@ class FunctionDeployment:
         ):
             self._start_instance()
             return await self._wait(queued=False)
-        queued = sum(1 for w in self._waiters if w.queued and not w.future.done())
+        queued = self._queued
         if queued >= self.scaling.queue_size:
             self.overloaded["queue_full"] += 1
             raise Overloaded(
@@ -186,43 +190,50 @@ class FunctionDeployment:
         return sum(1 for i in self.instances if i.state is not InstanceState.DELETED)
 
     def _pending(self) -> int:
-        return sum(1 for w in self._waiters if not w.future.done())
+        return len(self._waiters)
 
     def _prune_dead(self) -> None:
         for instance in [i for i in self.instances if i.in_flight == 0 and not i.sandbox.usable]:
             self._remove(instance, "failed")
 
     async def _wait(self, *, queued: bool) -> tuple[FunctionInstance, bool]:
-        future: asyncio.Future[tuple[FunctionInstance, bool]] = (
-            asyncio.get_running_loop().create_future()
-        )
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[FunctionInstance, bool]] = loop.create_future()
         waiter = _Waiter(future, queued)
         self._waiters.append(waiter)
-        if not queued:
-            # Waiting for an instance this event caused: bounded by the instantiation itself.
-            try:
-                return await future
-            except asyncio.CancelledError:
-                self._abandon(waiter)
-                raise
-        timeout = self.scaling.queue_timeout_s
+        self._queued += queued
+        # A queued event waits at most queue_timeout_s; one waiting for an instance it
+        # caused is bounded by the instantiation itself.
+        timer = (
+            loop.call_later(self.scaling.queue_timeout_s, self._expire, waiter) if queued else None
+        )
         try:
-            done, _ = await asyncio.wait({future}, timeout=timeout)
+            return await future
         except asyncio.CancelledError:
             self._abandon(waiter)
             raise
-        if not done:
-            self._abandon(waiter)
-            self.overloaded["queue_timeout"] += 1
-            raise Overloaded(
-                f"{self.version.code.ref}: no instance became free within {timeout:g} s",
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _expire(self, waiter: _Waiter) -> None:
+        if waiter.future.done():
+            return
+        self._waiters.remove(waiter)
+        self._queued -= waiter.queued
+        self.overloaded["queue_timeout"] += 1
+        waiter.future.set_exception(
+            Overloaded(
+                f"{self.version.code.ref}: no instance became free within "
+                f"{self.scaling.queue_timeout_s:g} s",
                 reason="queue_timeout",
             )
-        return future.result()
+        )
 
     def _abandon(self, waiter: _Waiter) -> None:
         try:
             self._waiters.remove(waiter)
+            self._queued -= waiter.queued
         except ValueError:
             pass
         if (
@@ -239,6 +250,7 @@ class FunctionDeployment:
     def _hand_to_waiter(self, instance: FunctionInstance, *, cold: bool) -> bool:
         while self._waiters:
             waiter = self._waiters.popleft()
+            self._queued -= waiter.queued
             if waiter.future.done():
                 continue
             instance.in_flight += 1
@@ -323,6 +335,7 @@ class FunctionDeployment:
     def _fail_waiters(self, exc: BaseException, count: int) -> None:
         while count > 0 and self._waiters:
             waiter = self._waiters.popleft()
+            self._queued -= waiter.queued
             if not waiter.future.done():
                 waiter.future.set_exception(exc)
                 count -= 1
@@ -383,7 +396,7 @@ class FunctionDeployment:
             "starting": self._starting,
             "busy": busy,
             "idle": len(self.instances) - busy,
-            "queued": sum(1 for w in self._waiters if w.queued and not w.future.done()),
+            "queued": self._queued,
         }
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
