@@ -7,6 +7,7 @@ still served.
 from __future__ import annotations
 
 import asyncio
+import socket
 import stat
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -126,7 +127,11 @@ async def test_bad_package_is_refused_and_changes_nothing(live: Live, case: str)
 
 
 async def test_duplicate_onboarding_is_refused(live: Live, tmp_path: Path) -> None:
-    data = kit.package()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    hello = kit.HELLO_YAML.replace("port: 9001", f"port: {port}")
+    data = kit.package(kit.app_files({"Definitions/hello.yaml": hello}))
     assert (
         await live.http.post("/api/v1/onboard", content=data, headers=live.token)
     ).status_code == 201

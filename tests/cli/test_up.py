@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -48,8 +49,29 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def example_on_free_ports(tmp: Path) -> tuple[Path, int, int]:
+    """The example application with its UDP ports moved to free ones, so that the test
+    runs beside a platform already serving the example on 9001 and 9002."""
+    source = tmp / "example"
+    shutil.copytree(EXAMPLE, source)
+    ports = []
+    for name, fixed in (("ingest", 9001), ("classify", 9002)):
+        descriptor = source / "Definitions" / f"{name}.yaml"
+        port = free_udp_port()
+        descriptor.write_text(descriptor.read_text().replace(f"port: {fixed}", f"port: {port}"))
+        ports.append(port)
+    return source, ports[0], ports[1]
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class Node:
     def __init__(self, tmp: Path) -> None:
+        self.example, self.ingest_port, self.classify_port = example_on_free_ports(tmp)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -72,7 +94,7 @@ class Node:
                 "--port",
                 str(self.port),
                 "--onboard",
-                str(EXAMPLE),
+                str(self.example),
             ],
             env=self.env,
             stdout=self.log.open("wb"),
@@ -132,7 +154,7 @@ def test_the_example_application_end_to_end(node: Node, tmp_path: Path) -> None:
     # UDP port trigger (EVE025 Fig. 7.2.2.2-2: port 9001 -> ingest).
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         udp.settimeout(10)
-        udp.sendto(b"device=t-2 value=3", ("127.0.0.1", 9001))
+        udp.sendto(b"device=t-2 value=3", ("127.0.0.1", node.ingest_port))
         answer, _ = udp.recvfrom(65536)
     assert json.loads(answer)["ok"] is True
 
@@ -187,7 +209,7 @@ def test_sigterm_with_an_idle_connection_open_still_shuts_down_in_order(node: No
     assert node.proc is not None
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         udp.settimeout(10)
-        udp.sendto(b"device=t value=1", ("127.0.0.1", 9001))
+        udp.sendto(b"device=t value=1", ("127.0.0.1", node.ingest_port))
         udp.recvfrom(65536)
     children = descendants(node.proc.pid)
     with socket.create_connection(("127.0.0.1", node.port), timeout=5):
