@@ -165,7 +165,7 @@ async def interleaved(
 
 
 def _fork_script(mode: str, count: int) -> list[str]:
-    # The zygote's interpreter, flags and environment (nfaas.sandboxes.process.Zygote.start).
+    # The zygote's interpreter, flags and environment (zygote_client.ZygoteClient.start).
     command = [sys.executable, "-u", "-B", "-P", "-s", str(HERE / "floors" / "fork.py")]
     return [*command, mode, str(count)]
 

@@ -27,7 +27,7 @@ zygote confined the worker (``tasks`` is given), RLIMIT_NPROC is lowered at
 load to the threads the worker runs plus ``tasks``. The per-invocation CPU
 budget is not the worker's to keep: a process can raise its own soft
 RLIMIT_CPU to the hard one and can never raise the hard one again, so the
-platform enforces it from outside (``nfaas.sandboxes.process``). These bind
+platform enforces it from outside (``nfaas.sandboxes.cpu_budget``). These bind
 any worker that is not root: one the zygote confined, or one of a platform that
 does not run as root; a worker running as root could raise them again.
 """

@@ -105,6 +105,19 @@ def test_registered_as_process() -> None:
     assert backend_class("process") is ProcessBackend
 
 
+def test_zygote_imports_neither_asyncio_nor_threading() -> None:
+    """Every fork copies what the zygote imported: asyncio (+9 MB) and threading's
+    at-fork hook would slow each one, and they come in with a single import."""
+    check = (
+        "import sys, nfaas.sandboxes.zygote; "
+        "print(sorted({'asyncio', 'threading', 'nfaas.sandboxes.zygote_client'} & set(sys.modules)))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-B", "-P", "-s", "-c", check], capture_output=True, text=True, check=True
+    )
+    assert found.stdout.strip() == "[]"
+
+
 class TestFailures:
     @pytest.mark.parametrize(
         ("handler", "words"),

@@ -1,4 +1,4 @@
-"""What a function cannot do when the platform runs as root (``zygote.Confinement``).
+"""What a function cannot do when the platform runs as root (``confinement.Confinement``).
 
 The function's code is unpacked by the real blob store into a data folder laid
 out as the platform's own (state database, operator token, code under
@@ -33,8 +33,8 @@ from nfaas.errors import (
     SandboxStartError,
 )
 from nfaas.sandboxes.base import Event, FunctionCode, Limits, SandboxState
+from nfaas.sandboxes.confinement import Confinement
 from nfaas.sandboxes.process import ProcessBackend, ProcessConfig, ProcessSandbox
-from nfaas.sandboxes.zygote import Confinement
 from tests.sandboxes.test_process import alive, until
 
 pytestmark = [

@@ -22,8 +22,15 @@ from nfaas.errors import (
 )
 from nfaas.sandboxes.base import Event, FunctionCode, Limits, SandboxState, WasiGrant
 from nfaas.sandboxes.registry import backend_class
-from nfaas.sandboxes.wasm import WasmBackend, WasmSandbox
-from nfaas.sandboxes.wasm_abi import GuestExports, decode_return, encode_return
+from nfaas.sandboxes.wasm import INLINE_FUEL, INLINE_MEMORY_MB, WasmBackend, WasmSandbox
+from nfaas.sandboxes.wasm_abi import (
+    GuestExports,
+    decode_return,
+    encode_return,
+    inspect_module,
+    may_run_unmetered,
+    read_module_source,
+)
 from tests.sandboxes.contract import Kit, SandboxContract
 
 MODULES = Path(__file__).parent / "wasm"
@@ -31,8 +38,11 @@ REPO = Path(__file__).parents[2]
 CLASSIFY = REPO / "examples/iot-telemetry/Files/classify/classify.wat"
 WASM_C = REPO / "examples/wasm-c"
 
-# Small limits keep every failure quick: 2 MB of memory, 0.3 s per call.
+# Small limits keep every failure quick: 2 MB of memory, 0.3 s per call. Without fuel,
+# a function keeps its own thread; with a small budget it runs on the event loop.
 LIMITS = Limits(memory_mb=2, timeout_s=0.3)
+INLINE_LIMITS = replace(LIMITS, fuel=10_000)
+BOTH_PATHS = pytest.mark.parametrize("limits", [LIMITS, INLINE_LIMITS], ids=["threaded", "inline"])
 
 
 def module_code(
@@ -73,10 +83,132 @@ async def call(backend: WasmBackend, code: FunctionCode, body: bytes = b"x") -> 
         return (await sandbox.invoke(Event("invoke", body))).body
 
 
-class TestWasmContract(SandboxContract):
+class TestWasmContractThreaded(SandboxContract):
     @pytest.fixture
     async def kit(self, backend: WasmBackend) -> Kit:
         return Kit(backend, module_code)
+
+    async def test_runs_on_its_own_thread(self, kit: Kit) -> None:
+        async with await self._loaded(kit, "echo") as sandbox:
+            assert isinstance(sandbox, WasmSandbox) and not sandbox.runs_inline
+
+
+class TestWasmContractInline(SandboxContract):
+    @pytest.fixture
+    async def kit(self, backend: WasmBackend) -> Kit:
+        return Kit(backend, lambda behaviour: module_code(behaviour, limits=INLINE_LIMITS))
+
+    async def test_runs_on_the_event_loop(self, kit: Kit) -> None:
+        async with await self._loaded(kit, "echo") as sandbox:
+            assert isinstance(sandbox, WasmSandbox) and sandbox.runs_inline
+
+
+#: a module whose handler fills its memory with one instruction, for one unit of fuel
+FILLS_MEMORY = """(module
+  (memory (export "memory") 1)
+  (func (export "nfaas_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "handle") (param $ptr i32) (param $len i32) (result i64)
+    (memory.fill (i32.const 2048) (i32.const 0) (i32.const 1024))
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $ptr)) (i64.const 32))
+            (i64.extend_i32_u (local.get $len)))))
+"""
+
+
+class TestInlinePolicy:
+    @pytest.mark.parametrize(
+        ("behaviour", "limits", "inline"),
+        [
+            ("echo", INLINE_LIMITS, True),
+            ("echo", replace(LIMITS, fuel=INLINE_FUEL), True),
+            ("echo", LIMITS, False),  # no fuel: only the deadline bounds a call
+            ("echo", replace(LIMITS, fuel=INLINE_FUEL + 1), False),
+            ("echo", replace(INLINE_LIMITS, memory_mb=INLINE_MEMORY_MB + 1), False),
+            ("logs", INLINE_LIMITS, False),  # a host call runs outside fuel
+        ],
+    )
+    async def test_only_small_bounded_functions_run_inline(
+        self, backend: WasmBackend, behaviour: str, limits: Limits, inline: bool
+    ) -> None:
+        async with await loaded(backend, module_code(behaviour, limits=limits)) as sandbox:
+            assert sandbox.runs_inline is inline
+            assert (await sandbox.invoke(Event("invoke", b"either way"))).body == b"either way"
+
+    async def test_wasi_keeps_its_thread(self, backend: WasmBackend) -> None:
+        code = module_code("wasi_stdout", limits=INLINE_LIMITS, wasi=WasiGrant())
+        async with await loaded(backend, code) as sandbox:
+            assert not sandbox.runs_inline
+            assert (await sandbox.invoke(Event("invoke", b"x"))).body == b"written"
+
+    async def test_unmetered_instruction_keeps_its_thread(
+        self, backend: WasmBackend, tmp_path: Path
+    ) -> None:
+        (tmp_path / "fills.wat").write_text(FILLS_MEMORY)
+        code = module_code("fills", path=tmp_path / "fills.wat", limits=INLINE_LIMITS)
+        async with await loaded(backend, code) as sandbox:
+            assert not sandbox.runs_inline
+            assert (await sandbox.invoke(Event("invoke", b"filled"))).body == b"filled"
+
+    async def test_precompiled_module_needs_its_source_to_run_inline(self, tmp_path: Path) -> None:
+        async with WasmBackend() as first:
+            artefact = await first.compile(module_code("echo"), tmp_path)
+        # Only the source the artefact was made from tells what the artefact's code does.
+        sources = [
+            (MODULES / "echo.wat", True),
+            (tmp_path / "gone.wat", False),
+            (MODULES / "crashes.wat", False),
+        ]
+        for source, inline in sources:
+            async with WasmBackend() as backend:  # nothing cached: the artefact is read
+                code = module_code(
+                    "echo", path=source, limits=INLINE_LIMITS, compiled_path=artefact
+                )
+                async with await loaded(backend, code) as sandbox:
+                    assert sandbox.runs_inline is inline
+
+    async def test_inline_can_be_turned_off(self) -> None:
+        async with WasmBackend(inline_fuel=0) as backend:
+            async with await loaded(backend, module_code("echo", limits=INLINE_LIMITS)) as sandbox:
+                assert not sandbox.runs_inline
+
+    async def test_epoch_deadline_ends_an_inline_call(self) -> None:
+        # A budget far past the default, allowed inline: only the deadline can end the loop,
+        # so the epoch must tick while the event loop's thread runs the guest.
+        async with WasmBackend(inline_fuel=1 << 62) as backend:
+            code = module_code("loops", limits=Limits(memory_mb=2, timeout_s=0.05, fuel=1 << 62))
+            async with await loaded(backend, code) as sandbox:
+                assert sandbox.runs_inline
+                with pytest.raises(FunctionTimeout, match=r"exceeded 0\.05 s"):
+                    await sandbox.invoke(Event("invoke", b"x"))
+                assert (await sandbox.stats()).cpu_seconds > 0.02
+
+    @pytest.mark.parametrize(
+        ("wat", "unmetered"),
+        [
+            (CLASSIFY.read_text(), False),
+            (FILLS_MEMORY, True),
+            (FILLS_MEMORY.replace("memory.fill", "memory.copy"), True),
+            # 124 is encoded as 0xFC 0x00: the prefix byte, but no unmetered instruction
+            (
+                FILLS_MEMORY.replace(
+                    "(memory.fill (i32.const 2048) (i32.const 0) (i32.const 1024))",
+                    "(drop (i32.const 124))",
+                ),
+                False,
+            ),
+        ],
+    )
+    def test_unmetered_instructions_are_found(self, wat: str, unmetered: bool) -> None:
+        import wasmtime
+
+        assert may_run_unmetered(bytes(wasmtime.wat2wasm(wat))) is unmetered
+
+    def test_fuel_bound_is_unknown_without_the_bytes(self) -> None:
+        import wasmtime
+
+        wasm = read_module_source(MODULES / "echo.wat", "echo")
+        module = wasmtime.Module(wasmtime.Engine(), wasm)
+        assert inspect_module(module, "echo", wasm).fuel_bounded
+        assert not inspect_module(module, "echo").fuel_bounded
 
 
 class TestAbi:
@@ -101,8 +233,28 @@ class TestAbi:
         handle = instance.exports(store)["handle"]
         assert isinstance(handle, wasmtime.Func)
         for ptr, length in [(0, 0), (4096, 5), (0x7FFF_FFFF, 3)]:
-            assert exports.handler(store, ptr, length) == handle(store, ptr, length)
-        assert exports.alloc(store, 10) == 4096
+            assert exports.handler(ptr, length) == handle(store, ptr, length)
+        assert exports.alloc(10) == 4096
+
+    def test_memory_copies_stay_inside_linear_memory(self) -> None:
+        import wasmtime
+
+        store = wasmtime.Store()
+        module = wasmtime.Module(store.engine, (MODULES / "echo.wat").read_text())
+        instance = wasmtime.Linker(store.engine).instantiate(store, module)
+        exports = GuestExports.bind(instance, store, "handle")
+        assert exports.size == 1 << 16
+        exports.write(exports.size - 3, b"end")
+        assert exports.read(exports.size - 3, 3) == b"end"
+        # raw copies past the end would touch the platform's own memory
+        with pytest.raises(IndexError):
+            exports.write(exports.size - 2, b"end")
+        with pytest.raises(IndexError):
+            exports.read(exports.size, 1)
+        assert exports.memory.grow(store, 1) == 1
+        assert exports.refresh() == 2 << 16
+        exports.write((1 << 16) + 5, b"grown")
+        assert exports.read((1 << 16) + 5, 5) == b"grown"
 
 
 def test_registry_names_the_backend() -> None:
@@ -190,29 +342,37 @@ class TestLoading:
 
 
 class TestFailures:
-    async def test_error_result_carries_the_message(self, backend: WasmBackend) -> None:
-        async with await loaded(backend, module_code("raises")) as sandbox:
+    @BOTH_PATHS
+    async def test_error_result_carries_the_message(
+        self, backend: WasmBackend, limits: Limits
+    ) -> None:
+        async with await loaded(backend, module_code("raises", limits=limits)) as sandbox:
             for _ in range(2):
                 with pytest.raises(FunctionRaised, match=r"^bad reading: sensor offline$"):
                     await sandbox.invoke(Event("invoke", b"x"))
 
-    async def test_trap_message_names_the_trap(self, backend: WasmBackend) -> None:
+    @BOTH_PATHS
+    async def test_trap_message_names_the_trap(self, backend: WasmBackend, limits: Limits) -> None:
         with pytest.raises(FunctionCrashed, match="unreachable") as info:
-            await call(backend, module_code("crashes"))
+            await call(backend, module_code("crashes", limits=limits))
         assert "boom" in info.value.detail
         assert info.value.extra["trap"] == "unreachable"
 
-    async def test_result_outside_memory_is_a_crash(self, backend: WasmBackend) -> None:
-        async with await loaded(backend, module_code("bad_result")) as sandbox:
+    @BOTH_PATHS
+    async def test_result_outside_memory_is_a_crash(
+        self, backend: WasmBackend, limits: Limits
+    ) -> None:
+        async with await loaded(backend, module_code("bad_result", limits=limits)) as sandbox:
             with pytest.raises(FunctionCrashed, match="outside linear memory"):
                 await sandbox.invoke(Event("invoke", b"x"))
             assert sandbox.state is SandboxState.FAILED
             assert (await sandbox.stats()).rss_bytes == 0
 
+    @BOTH_PATHS
     async def test_event_larger_than_memory_is_refused_untouched(
-        self, backend: WasmBackend
+        self, backend: WasmBackend, limits: Limits
     ) -> None:
-        async with await loaded(backend, module_code("echo")) as sandbox:
+        async with await loaded(backend, module_code("echo", limits=limits)) as sandbox:
             with pytest.raises(EventTooLarge, match="2 MB"):
                 await sandbox.invoke(Event("invoke", b"x" * (3 << 20)))
             assert (await sandbox.invoke(Event("invoke", b"fits"))).body == b"fits"
@@ -247,12 +407,13 @@ class TestFailures:
         # 0.3 s of guest loop: a blocked loop would have ticked at most once or twice
         assert ticks >= 10
 
-    async def test_cpu_time_is_counted(self, backend: WasmBackend) -> None:
-        code = module_code("loops", limits=Limits(memory_mb=2, timeout_s=0.1))
+    @BOTH_PATHS
+    async def test_cpu_time_is_counted(self, backend: WasmBackend, limits: Limits) -> None:
+        code = module_code("loops", limits=replace(limits, timeout_s=0.1))
         async with await loaded(backend, code) as sandbox:
             with pytest.raises(FunctionTimeout):
                 await sandbox.invoke(Event("invoke", b"x"))
-            assert (await sandbox.stats()).cpu_seconds > 0.02
+            assert (await sandbox.stats()).cpu_seconds > (0.02 if limits.fuel is None else 0)
 
 
 class TestThreads:
@@ -295,6 +456,17 @@ class TestThreads:
         await sandbox.aclose()  # the store goes only once the call has ended
         with pytest.raises(FunctionTimeout):
             await asyncio.wait_for(running, 1)
+
+    @BOTH_PATHS
+    async def test_closed_while_compiling(self, backend: WasmBackend, limits: Limits) -> None:
+        sandbox = backend.create()
+        await sandbox.prepare()
+        loading = asyncio.create_task(sandbox.load(module_code("echo", limits=limits)))
+        await asyncio.sleep(0)  # the module compiles on the sandbox's thread
+        await sandbox.aclose()
+        with pytest.raises(SandboxStartError, match="closed while loading"):
+            await loading
+        assert sandbox.state is SandboxState.CLOSED
 
     async def test_cancelled_invoke_does_not_overlap_the_next(self, backend: WasmBackend) -> None:
         code = module_code("echo")
@@ -391,10 +563,11 @@ class TestClassifyExample:
             (b"73", b"warn"),
         ],
     )
+    @BOTH_PATHS
     async def test_classifies_readings(
-        self, backend: WasmBackend, reading: bytes, label: bytes
+        self, backend: WasmBackend, reading: bytes, label: bytes, limits: Limits
     ) -> None:
-        code = module_code("classify", handler="classify", path=CLASSIFY)
+        code = module_code("classify", handler="classify", path=CLASSIFY, limits=limits)
         assert await call(backend, code, reading) == label
 
     @pytest.mark.parametrize("reading", [b"", b"temp=", b"status: offline", b'{"value": null}'])
