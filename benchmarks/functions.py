@@ -71,7 +71,9 @@ class BenchFunction:
             "code": {"path": f"Files/{self.name}" if python else f"Files/{self.name}/echo.wat"},
             # A small CPU reservation, so that scale-out is bounded by the threshold
             # and not by the node's two cores.
-            "resources": {"memory_mb": 64, "cpu": 0.1, "timeout_s": 5},
+            # Wasm: a budget small enough for the platform to run the echo on its event
+            # loop's thread (docs/wasm-abi.md, "Where a function runs").
+            "resources": {"memory_mb": 64 if python else 4, "cpu": 0.1, "timeout_s": 5},
             "scaling": {
                 "instance_threshold": self.instance_threshold,
                 "concurrency": 1,
@@ -81,6 +83,7 @@ class BenchFunction:
                 "queue_timeout_s": 10,
             },
             "triggers": triggers,
+            **({} if python else {"wasm": {"fuel": 20_000}}),
         }
 
     def files(self) -> dict[str, str]:
