@@ -296,7 +296,8 @@ class WasmSandbox(Sandbox):
             else:
                 await thread.run(lambda: self._load_here(code, compiled))
         except SandboxStartError:
-            if self.state is not SandboxState.CLOSED:
+            now: SandboxState = self.state  # aclose may have run meanwhile
+            if now is not SandboxState.CLOSED:
                 self.state = SandboxState.FAILED
             raise
         self.state = SandboxState.LOADED
