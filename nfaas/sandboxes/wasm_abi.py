@@ -12,7 +12,7 @@ A handler result with the sign bit set is an error: the same encoding with the b
 cleared points at a UTF-8 message, and the platform raises ``FunctionRaised``.
 
 This module checks modules against the ABI and calls their exports; ``wasm.py``
-decides when, under which limits, and what a failure means.
+decides when and under which limits, ``wasm_failures.py`` what a failure means.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from nfaas.errors import (
 )
 from nfaas.sandboxes.base import Event, FunctionCode, Limits, SandboxState, WasiGrant
 from nfaas.sandboxes.registry import backend_class
-from nfaas.sandboxes.wasm import INLINE_FUEL, INLINE_MEMORY_MB, WasmBackend, WasmSandbox
+from nfaas.sandboxes.wasm import WasmBackend, WasmSandbox
 from nfaas.sandboxes.wasm_abi import (
     GuestExports,
     decode_return,
@@ -31,6 +31,7 @@ from nfaas.sandboxes.wasm_abi import (
     may_run_unmetered,
     read_module_source,
 )
+from nfaas.sandboxes.wasm_inline import INLINE_FUEL, INLINE_MEMORY_MB
 from tests.sandboxes.contract import Kit, SandboxContract
 
 MODULES = Path(__file__).parent / "wasm"
