@@ -77,6 +77,7 @@ class UdpSource(TriggerSource):
         self._telemetry = telemetry
         self._host = host
         self._transport: asyncio.DatagramTransport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._protocol: _Protocol | None = None
         self._max_reply = MAX_DATAGRAM_V4
         self._warned_too_large = False
@@ -88,6 +89,7 @@ class UdpSource(TriggerSource):
             lambda: _Protocol(self), local_addr=(self._host, self._spec.port)
         )
         self._transport, self._protocol = transport, protocol
+        self._loop = loop
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family == socket.AF_INET6:
             self._max_reply = MAX_DATAGRAM_V6
@@ -104,7 +106,8 @@ class UdpSource(TriggerSource):
         if len(self._tasks) >= MAX_IN_FLIGHT:
             self._drop("overloaded")
             return
-        task = asyncio.get_running_loop().create_task(self._handle(data, addr, time.monotonic()))
+        loop = self._loop or asyncio.get_running_loop()
+        task = loop.create_task(self._handle(data, addr, time.monotonic()))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
