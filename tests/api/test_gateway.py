@@ -28,7 +28,13 @@ async def test_a_client_that_leaves_cancels_its_event(api: Api, tmp_path: Path) 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/fn/demo/slow", "query_string": b"", "headers": []}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/fn/demo/slow",
+        "query_string": b"",
+        "headers": [],
+    }
     started = time.monotonic()
     await asyncio.wait_for(gateway(scope, receive, send), 3)
     assert time.monotonic() - started < 2, "the 5 s event should have been cancelled"

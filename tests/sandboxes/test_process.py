@@ -62,7 +62,7 @@ def alive(pid: int) -> bool:
     """Whether ``pid`` still runs (a zombie waiting for its parent counts as gone)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone, or being reaped as we read
         return False
     return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 

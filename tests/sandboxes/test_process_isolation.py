@@ -437,7 +437,7 @@ class TestProcesses:
         def zombie(pid: int) -> bool:
             try:
                 return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
-            except FileNotFoundError:
+            except (FileNotFoundError, ProcessLookupError):  # gone, or being reaped as we read
                 return False
 
         # The zygote (a subreaper) inherited and reaped what the dead worker left.
