@@ -415,14 +415,53 @@ def runtimes_add(
     ref: Annotated[str, typer.Argument(help="name:version")],
     backend: Annotated[str, typer.Option(help="sandbox backend: process, wasm, ...")],
     description: str = "",
+    sandbox_memory_mb: Annotated[
+        int, typer.Option(help="memory reserved per prepared sandbox")
+    ] = 16,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
     """Register a runtime in the repository (operator)."""
     name, _, version = ref.partition(":")
-    body = {"name": name, "version": version, "backend": backend, "description": description}
+    body = {
+        "name": name,
+        "version": version,
+        "backend": backend,
+        "description": description,
+        "sandbox_memory_mb": sandbox_memory_mb,
+    }
     call(lambda: client(url, token).json("POST", "/api/v1/runtimes", json=body))
     out.print(f"runtime {ref} added")
+
+
+@runtimes_app.command("show")
+def runtimes_show(
+    ref: Annotated[str, typer.Argument(help="name:version")],
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one runtime."""
+    name, _, version = ref.partition(":")
+    row = call(lambda: client(url, token).json("GET", f"/api/v1/runtimes/{name}/{version}"))
+    table([row], list(row), as_json, "runtime")
+
+
+@runtimes_app.command("set")
+def runtimes_set(
+    ref: Annotated[str, typer.Argument(help="name:version")],
+    description: Annotated[str | None, typer.Option(help="new description")] = None,
+    sandbox_memory_mb: Annotated[
+        int | None, typer.Option(help="memory reserved per prepared sandbox")
+    ] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Update a runtime's description or sandbox memory (operator)."""
+    name, _, version = ref.partition(":")
+    body = {"description": description, "sandbox_memory_mb": sandbox_memory_mb}
+    call(lambda: client(url, token).json("PATCH", f"/api/v1/runtimes/{name}/{version}", json=body))
+    out.print(f"runtime {ref} updated")
 
 
 @runtimes_app.command("rm")

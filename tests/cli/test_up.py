@@ -165,6 +165,21 @@ def test_the_example_application_end_to_end(node: Node, tmp_path: Path) -> None:
     assert metrics["iot-telemetry/ingest@1.0.0"]["cold_starts"] >= 1
     assert "nfaas_invocations_total" in node.cli("metrics", "--prometheus").stdout
 
+    # The operator's resources: runtimes, pools, node capacity.
+    node.cli(
+        "runtimes", "add", "python:3.11-slim", "--backend", "process", "--sandbox-memory-mb", "8"
+    )
+    node.cli("runtimes", "set", "python:3.11-slim", "--description", "a second Python")
+    shown = json.loads(node.cli("runtimes", "show", "python:3.11-slim", "--json").stdout)
+    assert shown[0]["description"] == "a second Python" and shown[0]["sandbox_memory_mb"] == 8
+    node.cli("pools", "set", "slim", "1", "--runtime", "python:3.11-slim")
+    pools = {p["id"]: p for p in json.loads(node.cli("pools", "--json").stdout)}
+    assert pools["slim"]["size"] == 1 and pools["slim"]["runtime"] == "python:3.11-slim"
+    node.cli("runtimes", "rm", "python:3.11-slim")
+    assert "slim" not in {p["id"] for p in json.loads(node.cli("pools", "--json").stdout)}
+    capacity = json.loads(node.cli("node", "--json").stdout)[0]
+    assert capacity["memory_reserved_mb"] > 0
+
     # A tenant token sees nothing of the operator's application.
     token = node.cli("token", "create", "acme").stdout.strip()
     assert json.loads(node.cli("ls", "--json", "--token", token).stdout) == []
