@@ -67,6 +67,16 @@ class TriggerGateway:
             if path.startswith("/fn/"):
                 parts = path.split("/", 4)
                 if len(parts) >= 4 and parts[2] and parts[3]:
+                    methods = self._router.fn_methods.get((parts[2], parts[3]))
+                    if methods is not None and scope["method"] not in methods:
+                        bound = ", ".join(sorted(methods))
+                        await _send_error(
+                            send,
+                            MethodNotAllowed(
+                                f"{scope['method']} is not bound on {path} (bound: {bound})"
+                            ),
+                        )
+                        return
                     await self._event(scope, receive, send, parts[2], parts[3])
                     return
             else:

@@ -41,6 +41,9 @@ class Router:
         self.max_event_bytes = max_event_bytes
         #: custom HTTP routes from descriptors, path -> function
         self.http_routes: dict[str, HttpRoute] = {}
+        #: methods /fn/<app>/<function> accepts, for functions whose descriptor names
+        #: them (an HTTP trigger without a path); any method for the others
+        self.fn_methods: dict[tuple[str, str], frozenset[str]] = {}
 
     async def dispatch(
         self, app: str, function: str, event: Event, *, arrival: float | None = None

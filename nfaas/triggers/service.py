@@ -178,6 +178,13 @@ class TriggerService:
                 for b in plan.holders.values()
                 if isinstance(b.spec, HttpTrigger) and b.spec.path
             }
+            # An HTTP trigger without a path names the methods /fn/<app>/<function> takes.
+            fn_methods: dict[tuple[str, str], frozenset[str]] = {}
+            for b in bindings:
+                if isinstance(b.spec, HttpTrigger) and not b.spec.path:
+                    fn = (b.app, b.function)
+                    fn_methods[fn] = fn_methods.get(fn, frozenset()) | frozenset(b.spec.methods)
+            self._router.fn_methods = fn_methods
             for clash in plan.refused.values():
                 if (clash.binding.owner, clash.message) in known:
                     continue

@@ -403,3 +403,15 @@ async def test_tokens_can_be_listed_and_revoked_at_once(api: Api) -> None:
     op_id = next(t["id"] for t in tokens if t["role"] == "operator")
     r = await api.http.delete(f"/api/v1/tokens/{op_id}", headers=api.operator)
     assert r.status_code == 409 and "last operator token" in r.json()["detail"]
+
+
+async def test_fn_route_takes_the_methods_the_descriptor_names(api: Api, tmp_path: Path) -> None:
+    fns = [
+        function_doc("echo", triggers=[{"type": "http", "methods": ["POST"]}]),
+        function_doc("upper"),  # no HTTP trigger: /fn takes any method
+    ]
+    await onboard(api, package(tmp_path, "demo", fns), api.tenant("acme"))
+    assert (await api.http.post("/fn/demo/echo", content=b"x")).status_code == 200
+    r = await api.http.get("/fn/demo/echo")
+    assert r.status_code == 405 and "bound: POST" in r.json()["detail"]
+    assert (await api.http.put("/fn/demo/upper", content=b"x")).content == b"X"
