@@ -48,6 +48,9 @@ class Config:
     shutdown_grace_s: float = 5.0
     #: allow descriptors whose code is a URL downloaded at onboarding (7.2.4)
     allow_code_urls: bool = True
+    #: ... and from loopback, private and link-local addresses (off: no server-side
+    #: request forgery against the node's own services or management network)
+    allow_private_code_urls: bool = False
     #: whether to pre-provision the built-in runtime pools on start
     pools_enabled: bool = True
 

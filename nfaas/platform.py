@@ -97,6 +97,7 @@ class Platform:
             compiled_root=data / "compiled",
             limits=ArchiveLimits(max_package_bytes=config.max_package_bytes),
             allow_code_urls=config.allow_code_urls,
+            allow_private_code_urls=config.allow_private_code_urls,
         )
 
     def _capacity(self) -> NodeCapacity:

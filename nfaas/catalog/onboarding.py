@@ -53,7 +53,7 @@ from nfaas.errors import (
 from nfaas.packages.archive import ArchiveLimits
 from nfaas.packages.csar import PackageContents, read_package
 from nfaas.packages.descriptors import FunctionDescriptor
-from nfaas.packages.fetch import fetch_code
+from nfaas.packages.fetch import fetch_code, public_destinations_only
 from nfaas.runtimes.repository import RuntimeRepository
 from nfaas.sandboxes.base import FunctionCode, Limits, SandboxBackend
 
@@ -89,6 +89,7 @@ class Onboarding:
         compiled_root: Path,
         limits: ArchiveLimits | None = None,
         allow_code_urls: bool = True,
+        allow_private_code_urls: bool = False,
         max_code_bytes: int = 64 << 20,
     ) -> None:
         self._store = store
@@ -100,6 +101,7 @@ class Onboarding:
         self._compiled_root = compiled_root
         self._limits = limits or ArchiveLimits()
         self._allow_urls = allow_code_urls
+        self._url_check = None if allow_private_code_urls else public_destinations_only
         self._max_code = max_code_bytes
         self._lock = asyncio.Lock()
 
@@ -370,7 +372,7 @@ class Onboarding:
         assert fn.code.url is not None and fn.code.hash is not None
         if not self._allow_urls:
             raise PackageError(f"function {fn.name}: code URLs are not allowed on this node")
-        data = await fetch_code(fn.code.url, fn.code.hash, self._max_code)
+        data = await fetch_code(fn.code.url, fn.code.hash, self._max_code, check=self._url_check)
         name = fn.code.url.rstrip("/").rsplit("/", 1)[-1] or "code"
         return {name: data}
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import asyncio
 import hashlib
 import threading
@@ -151,3 +152,33 @@ async def test_real_server_with_its_own_client(
     ):
         monkeypatch.delenv(name, raising=False)
     assert await fetch_code(local_server, SHA256, 10_000) == CODE
+
+
+async def test_private_and_loopback_destinations_are_refused() -> None:
+    from nfaas.packages.fetch import public_destinations_only
+
+    for url in (
+        "http://127.0.0.1:8080/x.wasm",
+        "http://10.1.2.3/x",
+        "http://[::1]/x",
+        "http://169.254.169.254/latest",
+    ):
+        with pytest.raises(PackageError, match="non-public address"):
+            await public_destinations_only(url)
+
+
+async def test_a_redirect_to_a_private_address_is_refused_before_it_is_followed() -> None:
+    requested: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requested.append(str(request.url))
+        return httpx.Response(302, headers={"location": "http://127.0.0.1/secret"})
+
+    async def only_example(url: str) -> None:
+        if "code.example" not in url:
+            raise PackageError(f"refused {url}")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(PackageError, match=re.escape("refused http://127.0.0.1/secret")):
+            await fetch_code("https://code.example/x", SHA256, 10_000, client, check=only_example)
+    assert requested == ["https://code.example/x"]
