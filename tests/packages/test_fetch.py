@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-import re
 import asyncio
 import hashlib
+import re
 import threading
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
