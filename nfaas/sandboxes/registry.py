@@ -10,6 +10,7 @@ from nfaas.sandboxes.base import SandboxBackend
 BACKENDS: dict[str, str] = {
     "process": "nfaas.sandboxes.process:ProcessBackend",
     "wasm": "nfaas.sandboxes.wasm:WasmBackend",
+    "container": "nfaas.sandboxes.container:ContainerBackend",
 }
 # The mock backend (nfaas.sandboxes.mock) is not here on purpose: it isolates
 # nothing, so no runtime may name it unless a test wires it in explicitly.
