@@ -202,3 +202,25 @@ async def test_oversized_event_is_refused(live: Live) -> None:
     )
     assert r.status_code == 413 and "over the limit" in r.json()["detail"]
     await live.healthy()
+
+
+async def test_a_function_moves_to_a_container_by_its_runtime_field(
+    live: Live, tmp_path: Path
+) -> None:
+    """Issue 3: the same function, another virtualisation form, one descriptor field changed."""
+    op = {"Authorization": f"Bearer {live.platform.operator_token}"}
+    body = {"name": "python-box", "version": "3.11", "backend": "container"}
+    assert (await live.http.post("/api/v1/runtimes", json=body, headers=op)).status_code == 201
+    fn = function_doc("echo", app="boxed", runtime=("python-box", "3.11"), handler="handler:handle",
+                      resources={"memory_mb": 64, "timeout_s": 5})  # fmt: skip
+    data = package(
+        tmp_path / "boxed", "boxed", [fn], code={"echo": {"handler.py": FAILING["echo"]}}
+    )
+    assert (
+        await live.http.post("/api/v1/onboard", content=data, headers=live.token)
+    ).status_code == 201
+    r = await live.http.post("/fn/boxed/echo", content=b"in a box")
+    assert (r.status_code, r.content) == (200, b"in a box")
+    instances = (await live.http.get("/api/v1/instances", headers=live.token)).json()
+    assert {i["backend"] for i in instances if i["app"] == "boxed"} == {"container"}
+    await live.healthy()
