@@ -28,12 +28,14 @@ class Settings:
     warmup_s: int
     connections: int
     window: int
+    #: cold starts of each path of the container backend (runc is slow: fewer)
+    container_samples: int
 
 
 def settings(args: argparse.Namespace) -> Settings:
     if args.quick:
-        return Settings(15, 1, 2, 1, args.connections, args.window)
-    return Settings(60, 5, 4, 1, args.connections, args.window)
+        return Settings(15, 1, 2, 1, args.connections, args.window, 15)
+    return Settings(60, 5, 4, 1, args.connections, args.window, 30)
 
 
 def _cold_process(s: Settings) -> Section:
@@ -46,6 +48,12 @@ def _cold_wasm(s: Settings) -> Section:
     from benchmarks import cold_start
 
     return cold_start.run_wasm(s.cold_samples)
+
+
+def _cold_container(s: Settings) -> Section:
+    from benchmarks import cold_container
+
+    return cold_container.run(s.container_samples)
 
 
 def _http(s: Settings) -> Section:
@@ -73,6 +81,7 @@ def _memory(s: Settings) -> Section:
 BENCHMARKS: dict[str, Callable[[Settings], Section]] = {
     "cold-process": _cold_process,
     "cold-wasm": _cold_wasm,
+    "cold-container": _cold_container,
     "http": _http,
     "udp": _udp,
     "memory": _memory,
@@ -104,11 +113,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--from", dest="source", type=Path,
         help="with --write-docs: render from this results file instead of running",
     )  # fmt: skip
+    parser.add_argument(
+        "--merge", action="append", type=Path, metavar="FILE",
+        help="with --from: replace (or add) the sections of this results file, each marked "
+        "with its own run, write the merged results to --out and render from them (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--connections", type=int, default=16, help="HTTP throughput concurrency")
     parser.add_argument("--window", type=int, default=64, help="UDP datagrams in flight")
     args = parser.parse_args(argv)
     if args.source is not None and not args.write_docs:
         parser.error("--from goes with --write-docs")
+    if args.merge and args.source is None:
+        parser.error("--merge goes with --from")
     if not 1 <= args.connections <= 256 or not 1 <= args.window <= 1024:
         parser.error("--connections 1-256, --window 1-1024")
     return args
@@ -153,6 +169,28 @@ def failed_section(name: str, exc: BaseException) -> dict[str, Any]:
     }
 
 
+def merge(results: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """``results`` with ``other``'s sections in place of (or beside) its own of the same name.
+
+    Each section taken from ``other`` keeps a ``run`` saying when and how it was
+    measured, so that the page can say which sections come from another run.
+    """
+    run = {
+        "command": other["command"],
+        "started_at": other["started_at"],
+        "quick": other.get("quick", False),
+        "load_average_at_end": other.get("load_average_at_end"),
+    }
+    sections = {s["name"]: s for s in results["sections"]}
+    for section in other["sections"]:
+        sections[section["name"]] = {**section, "run": section.get("run", run)}
+    order = list(BENCHMARKS)
+    merged = sorted(
+        sections.values(), key=lambda s: order.index(s["name"]) if s["name"] in order else 99
+    )
+    return {**results, "sections": merged}
+
+
 def _settings_dict(s: Settings) -> dict[str, Any]:
     return {field: getattr(s, field) for field in Settings.__slots__}
 
@@ -163,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     if args.source is not None:
         results = json.loads(args.source.read_text())
+        for other in args.merge or []:
+            results = merge(results, json.loads(other.read_text()))
+        if args.merge:
+            args.out.write_text(json.dumps(results, indent=2) + "\n")
+            print(f"merged results written to {args.out}", file=sys.stderr)
     else:
         results = run_all(args, argv)
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,9 @@ from typing import Any, Literal
 
 from benchmarks.stats import ratio
 
-#: at_most: value <= limit; at_least: value >= limit; over_floor_at_most: value - floor <= limit
-GoalKind = Literal["at_most", "at_least", "over_floor_at_most"]
+#: at_most: value <= limit; at_least: value >= limit; over_floor_at_most: value - floor <= limit;
+#: ratio_at_most: value / floor <= limit
+GoalKind = Literal["at_most", "at_least", "over_floor_at_most", "ratio_at_most"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,8 @@ class Goal:
             return value >= self.limit
         if floor is None or math.isnan(floor):
             return None
+        if self.kind == "ratio_at_most":
+            return floor > 0 and value / floor <= self.limit
         return value - floor <= self.limit
 
     def as_dict(self) -> dict[str, Any]:
