@@ -21,6 +21,7 @@ from nfaas.errors import (
 from nfaas.sandboxes.base import Event, FunctionCode, Limits, SandboxState
 from nfaas.sandboxes.container import ContainerBackend, ContainerConfig, ContainerSandbox
 from nfaas.sandboxes.registry import backend_class
+from tests.requirements import require
 from tests.sandboxes.contract import Kit, SandboxContract
 
 FUNCTIONS = Path(__file__).parent / "functions"
@@ -48,9 +49,10 @@ def write_tmp(event, context):
     return os.listdir("/tmp")
 """
 
-pytestmark = pytest.mark.skipif(
-    not ContainerBackend.availability()[0], reason=ContainerBackend.availability()[1]
-)
+
+@pytest.fixture(autouse=True)
+def _backend_available() -> None:
+    require(ContainerBackend.availability(), "the container backend")
 
 
 def code(handler: str, limits: Limits = SMALL, path: Path = FUNCTIONS) -> FunctionCode:

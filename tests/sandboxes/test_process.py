@@ -27,6 +27,7 @@ from nfaas.errors import (
 from nfaas.sandboxes.base import Event, FunctionCode, Limits, SandboxState
 from nfaas.sandboxes.process import ProcessBackend, ProcessConfig, ProcessSandbox
 from nfaas.sandboxes.registry import backend_class
+from tests.requirements import require
 from tests.sandboxes.contract import Kit, SandboxContract
 
 FUNCTIONS = Path(__file__).parent / "functions"
@@ -39,9 +40,10 @@ CONTRACT_HANDLERS = {
 }
 SMALL = Limits(memory_mb=32, timeout_s=0.5)
 
-pytestmark = pytest.mark.skipif(
-    not ProcessBackend.availability()[0], reason=ProcessBackend.availability()[1]
-)
+
+@pytest.fixture(autouse=True)
+def _backend_available() -> None:
+    require(ProcessBackend.availability(), "the process backend")
 
 
 def code(handler: str, limits: Limits = SMALL, path: Path = FUNCTIONS, **env: str) -> FunctionCode:
