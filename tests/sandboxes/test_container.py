@@ -4,8 +4,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
@@ -23,6 +22,7 @@ from nfaas.sandboxes.container import ContainerBackend, ContainerConfig, Contain
 from nfaas.sandboxes.registry import backend_class
 from tests.requirements import require
 from tests.sandboxes.contract import Kit, SandboxContract
+from tests.sandboxes.test_process import until
 
 FUNCTIONS = Path(__file__).parent / "functions"
 CONTRACT_HANDLERS = {
@@ -68,15 +68,6 @@ def folder_with(tmp_path: Path, name: str, source: str) -> Path:
 
 def runc_list() -> str:
     return subprocess.run(["runc", "list", "-q"], capture_output=True, text=True).stdout
-
-
-async def until(condition: Callable[[], bool], within: float = 2.0) -> bool:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
 
 
 def runc_status(container_id: str) -> str:
