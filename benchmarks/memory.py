@@ -27,6 +27,7 @@ import uvloop
 import wasmtime
 
 from benchmarks.figures import Figure, Section
+from benchmarks.floors.fork import proc_memory_kb
 from benchmarks.functions import PYTHON_ECHO, WAT_ECHO
 from benchmarks.processes import HERE, ZYGOTE_ENV, BenchmarkError, run_json
 from benchmarks.stats import median, summarize
@@ -35,23 +36,6 @@ from nfaas.sandboxes.base import Event, FunctionCode, Limits, Sandbox
 INSTANCES = 20
 KIB = 1024
 MIB = 1 << 20
-
-
-def proc_memory_kb(pid: int) -> dict[str, int]:
-    """VmRSS (status) and Pss (smaps_rollup) of ``pid``, in kB."""
-    found: dict[str, int] = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                found["rss"] = int(line.split()[1])
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as rollup:
-            for line in rollup:
-                if line.startswith("Pss:"):
-                    found["pss"] = int(line.split()[1])
-    except OSError:
-        pass
-    return found
 
 
 def _code(root: Path, backend: str) -> FunctionCode:
