@@ -148,6 +148,9 @@ class Telemetry:
     ) -> None:
         self.registry.register(_InstanceCollector(source))
 
+    def has_stats(self, key: VersionKey) -> bool:
+        return key in self._stats
+
     def stats(self, key: VersionKey) -> VersionStats:
         stats = self._stats.get(key)
         if stats is None:

@@ -33,14 +33,19 @@ def router(platform: Platform, principal: Any) -> APIRouter:
                 )
         return grouped
 
-    def summary(app: str, name: str, versions: list[dict[str, Any]]) -> dict[str, Any]:
-        current = store.current_versions().get((app, name))
+    def summary(
+        app: str, name: str, versions: list[dict[str, Any]], current: str | None
+    ) -> dict[str, Any]:
         enabled = current is not None
         desc = next(
             (v["descriptor"] for v in versions if v["version"] == current),
             versions[-1]["descriptor"],
         )
         policy = platform.distributor.policy(app, name)
+        key = (app, name, current or "")
+        stats = (
+            platform.telemetry.stats(key).as_dict() if platform.telemetry.has_stats(key) else None
+        )
         return {
             "app": app,
             "name": name,
@@ -50,13 +55,16 @@ def router(platform: Platform, principal: Any) -> APIRouter:
             "runtime": f"{desc['runtime']['name']}:{desc['runtime']['version']}",
             "triggers": desc["triggers"],
             "versions": [v["version"] for v in versions],
-            "stats": platform.telemetry.as_json().get(f"{app}/{name}@{current}"),
+            "stats": stats,
         }
 
     @api.get("/functions")
     async def list_functions(who: Principal = Depends(principal)) -> list[dict[str, Any]]:
+        # One read of the current versions for the whole list, not one per function.
+        current = store.current_versions()
         return [
-            summary(app, name, versions) for (app, name), versions in sorted(visible(who).items())
+            summary(app, name, versions, current.get((app, name)))
+            for (app, name), versions in sorted(visible(who).items())
         ]
 
     @api.get("/functions/{app}/{name}")
@@ -66,7 +74,7 @@ def router(platform: Platform, principal: Any) -> APIRouter:
         versions = visible(who).get((app, name))
         if not versions:
             raise NotFound(f"no function {app}/{name}")
-        return summary(app, name, versions) | {
+        return summary(app, name, versions, store.current_versions().get((app, name))) | {
             "descriptors": {v["version"]: v["descriptor"] for v in versions}
         }
 
