@@ -14,9 +14,13 @@ from nfaas.platform import Platform
 def router(platform: Platform, principal: Any) -> APIRouter:
     api = APIRouter()
 
-    def tenant_of_app(app: str) -> str | None:
-        packages = platform.store.find_onboarded_app(app)
-        return packages[0].tenant if packages else None
+    def app_owners() -> dict[str, str]:
+        """Each onboarded application's tenant, read once per request."""
+        owners: dict[str, str] = {}
+        for record in platform.store.list_packages():
+            if record.app and record.onboarding_state == "ONBOARDED":
+                owners.setdefault(record.app, record.tenant)
+        return owners
 
     @api.get("/api/v1/instances", tags=["observe"])
     async def list_instances(who: Principal = Depends(principal)) -> list[dict[str, Any]]:
@@ -24,16 +28,16 @@ def router(platform: Platform, principal: Any) -> APIRouter:
 
     @api.get("/api/v1/triggers", tags=["observe"])
     async def list_triggers(who: Principal = Depends(principal)) -> list[dict[str, Any]]:
-        return [
-            t for t in platform.triggers.snapshot() if who.may_touch(tenant_of_app(t["app"]) or "")
-        ]
+        owners = app_owners()
+        return [t for t in platform.triggers.snapshot() if who.may_touch(owners.get(t["app"], ""))]
 
     @api.get("/api/v1/metrics", tags=["observe"])
     async def metrics_json(who: Principal = Depends(principal)) -> dict[str, Any]:
+        owners = app_owners()
         functions = {
             key: value
             for key, value in platform.telemetry.as_json().items()
-            if who.may_touch(tenant_of_app(key.split("/", 1)[0]) or "")
+            if who.may_touch(owners.get(key.split("/", 1)[0], ""))
         }
         out: dict[str, Any] = {"functions": functions}
         if who.is_operator:
