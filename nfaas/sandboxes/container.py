@@ -250,8 +250,9 @@ class ContainerBackend(SandboxBackend):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         status_r, status_w = os.pipe()
         handle = ContainerHandle(
-            -1, ours, -1, asyncio.get_running_loop().create_future(), None,
-            container_id, bundle, code_folder, cgroup, status_r,
+            -1, ours, -1, asyncio.get_running_loop().create_future(),
+            container_id=container_id, bundle=bundle, code_folder=code_folder, cgroup=cgroup,
+            status_fd=status_r,
         )  # fmt: skip
         self._containers[container_id] = handle
         try:

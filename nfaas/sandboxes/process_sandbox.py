@@ -225,8 +225,11 @@ class ProcessSandbox(Sandbox):
             self._check_usable()  # it may have failed while this invocation queued
             self._next_id += 1
             request_id = self._next_id
+            assert self.worker is not None
+            offset = self.worker.clock_offset  # deadlines are read on the worker's clock
             frame = pack_frame(
-                invoke_message(request_id, event, time.monotonic() + timeout), self._max_frame
+                invoke_message(request_id, event, time.monotonic() + timeout - offset),
+                self._max_frame,
             )
         except BaseException:
             self._slots.release()
@@ -241,7 +244,10 @@ class ProcessSandbox(Sandbox):
         except ConnectionError:
             pass  # the worker is gone: _read_answers reports how
         answer = await call.future  # a cancelled caller leaves the deadline armed
-        return Result(answer["body"], answer["content_type"], answer["first_line_at"])
+        first_line_at = answer["first_line_at"]
+        if first_line_at is not None:
+            first_line_at += offset
+        return Result(answer["body"], answer["content_type"], first_line_at)
 
     def _check_usable(self) -> None:
         if self.state is SandboxState.FAILED:

@@ -11,6 +11,8 @@ BACKENDS: dict[str, str] = {
     "process": "nfaas.sandboxes.process:ProcessBackend",
     "wasm": "nfaas.sandboxes.wasm:WasmBackend",
     "container": "nfaas.sandboxes.container:ContainerBackend",
+    "microvm": "nfaas.sandboxes.microvm.backend:MicrovmBackend",
+    "ebpf": "nfaas.ebpf.backend:EbpfBackend",
 }
 # The mock backend (nfaas.sandboxes.mock) is not here on purpose: it isolates
 # nothing, so no runtime may name it unless a test wires it in explicitly.

@@ -117,16 +117,18 @@ def serve(
     namespaces: list[str],
     tasks: int | None = None,
     scratch: str | None = None,
+    warm_up: bool = True,
 ) -> NoReturn:
     """Run the worker on ``sock`` and end the process with the worker's exit status.
 
     ``tasks``: the processes and threads the function may start beyond the
     worker's own, when the zygote confined the worker (RLIMIT_NPROC counts its uid).
     ``scratch``: the private folder made for this worker, named in ``ready``.
+    ``warm_up``: False when the runtime was warmed already (a microVM's, before its snapshot).
     """
     status = EXIT_PROTOCOL
     try:
-        status = Worker(sock, max_frame, tasks).run(namespaces, scratch)
+        status = Worker(sock, max_frame, tasks).run(namespaces, scratch, warm_up)
     except MemoryError:
         status = EXIT_OUT_OF_MEMORY
     except OSError:  # the platform went away mid-frame: nobody is left to tell
@@ -148,7 +150,7 @@ class Worker:
         #: what the code folder is called in tracebacks (its /proc/self/fd alias) -> its path
         self._code_alias: tuple[str, str] | None = None
 
-    def run(self, namespaces: list[str], scratch: str | None = None) -> int:
+    def run(self, namespaces: list[str], scratch: str | None = None, warm_up: bool = True) -> int:
         hello: Message = {"op": "ready", "pid": os.getpid(), "namespaces": namespaces}
         if scratch is not None:
             hello["scratch"] = scratch
@@ -156,7 +158,8 @@ class Worker:
         # After "ready": a pool keeps the sandbox a while, and a load that comes
         # at once simply waits in the socket until this is done.
         _thread.start_new_thread(_exit_on_hangup, (self._sock.fileno(),))
-        _warm_up(self._max_frame)
+        if warm_up:
+            _warm_up(self._max_frame)
         fds: list[int] = []
         request = recv_message(self._sock, self._max_frame, fds)
         if request is None:
@@ -193,6 +196,8 @@ class Worker:
             path = self._code_alias[0]
         failure: BaseException | None = None
         try:
+            if "files" in request:  # a worker with no view of the host's files (a microVM guest)
+                _write_code(request["files"], path)
             if request.get("scratch"):
                 os.chdir(request["scratch"])
             if concurrency > 1:
@@ -358,6 +363,18 @@ def _lower(which: int, limit: int) -> None:
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
     resource.setrlimit(which, (limit, limit))
+
+
+def _write_code(files: Mapping[str, bytes], folder: str) -> None:
+    """Write the code the load frame carries into ``folder`` (relative paths only)."""
+    root = os.path.abspath(folder)
+    for name, data in files.items():
+        target = os.path.abspath(os.path.join(root, name))
+        if not target.startswith(os.path.join(root, "")):
+            raise ValueError(f"code file {name!r} is outside the code folder")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as out:
+            out.write(data)
 
 
 def _import_handler(path: str, spec: str) -> Handler:

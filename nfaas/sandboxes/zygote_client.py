@@ -71,6 +71,8 @@ class WorkerHandle:
     exited: asyncio.Future[int]
     #: the uid (and gid) the child runs as, when confined
     uid: int | None = None
+    #: the host's CLOCK_MONOTONIC minus the worker's: 0 on the host, not in a VM's guest
+    clock_offset: float = 0.0
 
     def kill(self) -> None:
         if self.pidfd < 0:

@@ -1,0 +1,367 @@
+"""The microVM backend: Python functions in QEMU ``microvm`` guests restored from a snapshot.
+
+EVE025 clause 4.3 (key issue #7.2): a microVM has a kernel of its own, so it
+isolates by hardware virtualisation (or, without a usable KVM, by QEMU's
+software emulation). At ``start`` the backend loads the guest image
+(``image``), appends the agent's layer to its initramfs and makes sure a
+snapshot of a booted, runtime-loaded guest exists for that pair
+(``snapshot``): booting takes seconds under TCG, and it is done once.
+
+A sandbox is one VM. ``prepare`` (EVE025 7.2.3 steps 1-3, what a pool holds
+ready) restores the snapshot: QEMU starts with the snapshot's RAM file mapped
+private and waits for its device state, the host connects to the VM's port,
+sets ``x-ignore-shared`` over QMP and feeds it ``state``; the guest resumes
+in the agent's read, answers ``hello`` with its clock and becomes the
+process backend's worker, whose ``ready`` ends ``prepare``. From there the
+sandbox is the process backend's ``ProcessSandbox``, with a VM in place of a
+forked child: ``load`` (steps 4-5) sends the code's files in the load frame
+(the guest sees nothing of the host's disk), ``invoke`` sends events, a
+timeout kills QEMU, and the guest's ``/init`` reports on the console how the
+agent ended (its exit status, and whether the guest's OOM killer ran).
+
+Memory: a VM has ``vm_memory_mb`` of RAM (the snapshot's); the function's
+``memory_mb`` is its worker's RLIMIT_DATA inside the guest, as in the process
+backend, and may not exceed what the guest has free. Its resident memory on
+the host is QEMU's, mostly pages of the snapshot's RAM file shared by every
+VM restored from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from nfaas.errors import BackendUnavailable, SandboxError, SandboxStartError
+from nfaas.sandboxes.base import FunctionCode, Sandbox, SandboxBackend
+from nfaas.sandboxes.microvm.image import (
+    GuestImage,
+    agent_layer,
+    default_image_dir,
+    load_image,
+)
+from nfaas.sandboxes.microvm.qemu import (
+    GuestEnd,
+    MachineSpec,
+    Vm,
+    choose_accelerator,
+    host_tsc_khz,
+    launch,
+    qemu_binary,
+    qemu_version,
+    qmp_session,
+)
+from nfaas.sandboxes.microvm.snapshot import Snapshot, ensure_snapshot, snapshot_key
+from nfaas.sandboxes.process import DEFAULT_ENV
+from nfaas.sandboxes.process_sandbox import ProcessSandbox
+from nfaas.sandboxes.protocol import DEFAULT_MAX_FRAME, HEADER, Message, pack, unpack
+from nfaas.sandboxes.protocol import pack as pack_frame
+from nfaas.sandboxes.worker import EXIT_OUT_OF_MEMORY
+from nfaas.sandboxes.zygote_client import WorkerHandle
+
+logger = logging.getLogger(__name__)
+
+WORK_PREFIX = "nfaas-microvm-"
+#: where the agent writes the function's code, and works (``agent.CODE``, ``agent.SCRATCH``)
+GUEST_CODE = "/tmp/code"
+GUEST_SCRATCH = "/tmp/scratch"
+#: what the guest's kernel, runtime and /tmp take of its RAM before a function runs
+GUEST_OVERHEAD_MB = 96
+
+
+@dataclass(frozen=True, slots=True)
+class MicrovmConfig:
+    """How the microVM backend builds, snapshots and runs its VMs."""
+
+    #: the guest image (``nfaas microvm build``)
+    image_dir: Path = field(default_factory=default_image_dir)
+    #: machine-wide: snapshots are shared by every platform of this host
+    snapshot_dir: Path = Path("/var/cache/nfaas/microvm/snapshots")
+    #: "auto" (KVM if usable, else TCG), "kvm" or "tcg"
+    accelerator: str = "auto"
+    vm_memory_mb: int = 256
+    vcpus: int = 1
+    max_frame: int = DEFAULT_MAX_FRAME
+    env: dict[str, str] = field(
+        default_factory=lambda: {**DEFAULT_ENV, "HOME": GUEST_SCRATCH, "TMPDIR": GUEST_SCRATCH}
+    )
+    #: a restore is ~0.2 s under TCG on an idle host; a busy one may take seconds
+    prepare_timeout_s: float = 15.0
+    load_timeout_s: float = 15.0
+    #: booting the template for a snapshot (~8 s under TCG)
+    boot_timeout_s: float = 90.0
+    #: where the backend's folder (the VMs' sockets) is made (None: temp)
+    work_dir: Path | None = None
+    #: extra files for the agent's layer (guest path -> content): tests use it
+    agent_overrides: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class VmHandle(WorkerHandle):
+    """A restored VM as its sandbox holds it."""
+
+    vm: Vm | None = None
+
+
+class MicrovmBackend(SandboxBackend):
+    """Python functions in QEMU microVMs restored from a per-runtime snapshot."""
+
+    name: ClassVar[str] = "microvm"
+
+    def __init__(self, config: MicrovmConfig | None = None) -> None:
+        self.config = config or MicrovmConfig()
+        self.image: GuestImage | None = None
+        self.snapshot: Snapshot | None = None
+        self._work: Path | None = None
+        self._sandboxes: set[MicrovmSandbox] = set()
+        self._vms: set[Vm] = set()
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        try:
+            qemu_binary()
+            load_image(MicrovmConfig().image_dir)
+        except BackendUnavailable as exc:
+            return False, exc.detail
+        return True, "available"
+
+    async def start(self) -> None:
+        if self._work is not None:
+            return
+        config = self.config
+        binary = qemu_binary()
+        self.image = image = load_image(config.image_dir)
+        accelerator = choose_accelerator(config.accelerator)
+        logger.info("microVMs run on %s: %s", accelerator.name, accelerator.why)
+        work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=config.work_dir))
+        layer = work / "agent.cpio"
+        agent_digest = await asyncio.to_thread(agent_layer, layer, config.agent_overrides)
+        initrd = work / "initrd"
+        await asyncio.to_thread(_concatenate, initrd, image.rootfs, layer)
+        # The guest keeps time by the TSC, at the host's rate: under a busy TCG host its
+        # watchdog would otherwise fall back to jiffies, which drift with late ticks.
+        cmdline = f"{image.cmdline} tsc_early_khz={host_tsc_khz()} tsc=reliable clocksource=tsc"
+        spec = MachineSpec(
+            binary, accelerator, image.kernel, initrd, cmdline, config.vm_memory_mb, config.vcpus
+        )
+        key = snapshot_key(spec, image.digest, agent_digest, qemu_version(binary))
+        try:
+            self.snapshot = await ensure_snapshot(
+                config.snapshot_dir, key, spec, initrd, config.boot_timeout_s
+            )
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        (work / "agent.cpio").unlink()
+        initrd.unlink()
+        self._work = work
+
+    def create(self) -> Sandbox:
+        if self._work is None:
+            raise BackendUnavailable("the microVM backend is not started")
+        sandbox = MicrovmSandbox(self)
+        self._sandboxes.add(sandbox)
+        return sandbox
+
+    def scratch_named(self, name: object) -> None:
+        """A VM's scratch is its own /tmp, gone with it: nothing for the host to remove."""
+        return None
+
+    def forget(self, sandbox: ProcessSandbox) -> None:
+        if isinstance(sandbox, MicrovmSandbox):
+            self._sandboxes.discard(sandbox)
+
+    async def fork(self) -> VmHandle:
+        """Restore one VM from the snapshot and take it to the agent's ``hello``."""
+        if self._work is None or self.snapshot is None:
+            raise BackendUnavailable("the microVM backend is not started")
+        snapshot = self.snapshot
+        folder = self._work / f"vm-{secrets.token_hex(6)}"
+        state = os.open(snapshot.state, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            vm = await launch(
+                snapshot.spec, folder, ram=snapshot.ram, shared=False, pass_fds=(state,)
+            )
+        finally:
+            os.close(state)
+        self._vms.add(vm)
+        assert vm.ended is not None
+        vm.ended.add_done_callback(lambda _: self._vm_ended(vm))
+        sock: socket.socket | None = None
+        try:
+            sock = await _connect(vm)
+            await _migrate_in(vm, state, self.config.prepare_timeout_s)
+            offset = await _hello(sock, self.config.max_frame)
+        except BaseException as exc:
+            vm.kill()
+            if sock is not None:
+                sock.close()
+            if isinstance(exc, SandboxError | OSError | EOFError) and not isinstance(
+                exc, SandboxStartError
+            ):
+                raise SandboxStartError(f"cannot restore a microVM: {exc}") from exc
+            raise
+        exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        vm.ended.add_done_callback(lambda ended: _settle_exit(exited, ended))
+        # the sandbox releases its own pidfd; the VM keeps its own until it has ended
+        handle_pidfd = os.dup(vm.pidfd)
+        return VmHandle(vm.pid, sock, handle_pidfd, exited, clock_offset=offset, vm=vm)
+
+    def _vm_ended(self, vm: Vm) -> None:
+        self._vms.discard(vm)
+        vm.close_pidfd()
+        shutil.rmtree(vm.folder, ignore_errors=True)
+
+    async def aclose(self) -> None:
+        for sandbox in list(self._sandboxes):
+            await sandbox.aclose()
+        vms = list(self._vms)
+        for vm in vms:
+            vm.kill()
+        ended = [vm.ended for vm in vms if vm.ended is not None]
+        if ended:
+            await asyncio.wait(ended, timeout=5)
+        work, self._work = self._work, None
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+class MicrovmSandbox(ProcessSandbox):
+    """One function instance in one microVM; the worker protocol over its virtio port."""
+
+    backend: ClassVar[str] = "microvm"
+
+    def __init__(self, owner: MicrovmBackend) -> None:
+        super().__init__(owner)  # type: ignore[arg-type]  # same duck type as the zygote's owner
+        self._vm_owner = owner
+
+    async def load(self, code: FunctionCode) -> None:
+        room = self._vm_owner.config.vm_memory_mb - GUEST_OVERHEAD_MB
+        if code.limits.memory_mb > room:
+            self._break(f"load refused: {code.limits.memory_mb} MB asked")
+            raise SandboxStartError(
+                f"{code.ref}: asks for {code.limits.memory_mb} MB but a microVM of this runtime "
+                f"has {self._vm_owner.config.vm_memory_mb} MB of RAM, {room} MB of it for the "
+                "function (raise MicrovmConfig.vm_memory_mb)"
+            )
+        await super().load(code)
+
+    def _send_load(self, message: Message, code: FunctionCode) -> None:
+        """The load frame with the code's files in it: the guest has no view of the host."""
+        assert self._writer is not None
+        message["path"] = GUEST_CODE
+        message["scratch"] = GUEST_SCRATCH
+        message["files"] = _read_code(code.path)
+        self._writer.write(pack_frame(message, self._max_frame))
+
+
+def _read_code(folder: Path) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink() and "__pycache__" not in path.parts:
+            files[path.relative_to(folder).as_posix()] = path.read_bytes()
+    return files
+
+
+def _settle_exit(exited: asyncio.Future[int], ended: asyncio.Future[GuestEnd]) -> None:
+    if exited.done():
+        return
+    end = ended.result()
+    exited.set_result(_exit_status(end))
+
+
+def _exit_status(end: GuestEnd) -> int:
+    """The worker's exit status as a forked child's would read (negative: a signal)."""
+    if end.agent_status is None:
+        return end.qemu_status  # QEMU itself ended (killed: negative)
+    if end.agent_status > 128:
+        if end.oom_kills and end.agent_status == 128 + 9:
+            return EXIT_OUT_OF_MEMORY  # the guest's OOM killer ended the worker
+        return -(end.agent_status - 128)
+    return end.agent_status
+
+
+async def _connect(vm: Vm) -> socket.socket:
+    """The VM's port, connected before its state arrives (so the guest finds its host there)."""
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + 10
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, str(vm.channel))
+            return sock
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+        assert vm.ended is not None
+        if vm.ended.done():
+            raise SandboxStartError(f"QEMU ended at start: {vm.describe_failure()}")
+        if time.monotonic() > deadline:
+            raise SandboxStartError("QEMU did not open the VM's port within 10 s")
+        await asyncio.sleep(0.002)
+
+
+async def _migrate_in(vm: Vm, state_fd: int, timeout_s: float) -> None:
+    """Feed the VM its device state: ``state_fd`` was passed to QEMU at its start."""
+    qmp = await qmp_session(vm, timeout_s)
+    try:
+        await qmp.execute(
+            "migrate-set-capabilities",
+            {"capabilities": [{"capability": "x-ignore-shared", "state": True}]},
+        )
+        await qmp.execute("migrate-incoming", {"uri": f"fd:{state_fd}"})
+    finally:
+        with contextlib.suppress(Exception):
+            await qmp.disconnect()
+
+
+async def _hello(sock: socket.socket, max_frame: int, samples: int = 3) -> float:
+    """Wake the restored agent; returns the host's monotonic clock minus the guest's.
+
+    The guest reads its clock between the host's send and receive, so the midpoint
+    is within half the round trip; the sample with the shortest round trip wins.
+    """
+    loop = asyncio.get_running_loop()
+    best: tuple[float, float] | None = None
+    for n in range(1, samples + 1):
+        hello = {"op": "hello", "id": n, "max_frame": max_frame, "last": n == samples}
+        sent = time.monotonic()
+        await loop.sock_sendall(sock, pack(hello))
+        header = await _recv_exactly(loop, sock, HEADER.size)
+        (length,) = HEADER.unpack(header)
+        if length > 4096:
+            raise SandboxError(f"protocol violation: a {length}-byte answer to hello")
+        reply = unpack(await _recv_exactly(loop, sock, length))
+        received = time.monotonic()
+        if reply.get("op") != "hello" or not isinstance(reply.get("monotonic"), float):
+            raise SandboxError(f"protocol violation: {reply.get('op')!r} instead of 'hello'")
+        sample = (received - sent, (sent + received) / 2 - float(reply["monotonic"]))
+        best = sample if best is None or sample < best else best
+    assert best is not None
+    return best[1]
+
+
+async def _recv_exactly(loop: asyncio.AbstractEventLoop, sock: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = await loop.sock_recv(sock, size - len(data))
+        if not chunk:
+            raise SandboxError("the guest closed its port")
+        data.extend(chunk)
+    return bytes(data)
+
+
+def _concatenate(dest: Path, *parts: Path) -> None:
+    with open(dest, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as data:
+                shutil.copyfileobj(data, out, 1 << 20)

@@ -1,0 +1,202 @@
+"""The microVM backend on this machine: real QEMU guests, restored from a real snapshot.
+
+One backend (one snapshot) serves the whole module, so the template boots once
+per machine and every test restores VMs from it (a fraction of a second each
+under TCG). The tests that need a backend of their own (a broken guest, a
+missing image) make it with a small timeout or fail before booting anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+import pytest_asyncio
+
+from nfaas.errors import BackendUnavailable, FunctionCrashed, SandboxStartError
+from nfaas.sandboxes.base import Event, FunctionCode, Limits, SandboxState
+from nfaas.sandboxes.microvm.backend import MicrovmBackend, MicrovmConfig, MicrovmSandbox
+from nfaas.sandboxes.microvm.image import load_image
+from nfaas.sandboxes.microvm.qemu import choose_accelerator
+from nfaas.sandboxes.registry import backend_class
+from tests.requirements import require
+from tests.sandboxes.contract import Kit, SandboxContract
+from tests.sandboxes.test_container import CONTRACT_HANDLERS, FUNCTIONS, folder_with
+from tests.sandboxes.test_process import until
+
+IN_MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
+
+LIMITS = Limits(memory_mb=32, timeout_s=2.0)
+PROBE = """\
+import os, platform, socket
+
+def handle(event, context):
+    with open("/proc/net/dev") as devices:
+        interfaces = [line.split(":")[0].strip() for line in devices.readlines()[2:]]
+    with open("/proc/meminfo") as meminfo:
+        total_kb = int(meminfo.readline().split()[1])
+    return {"kernel": platform.release(), "uid": os.getuid(), "interfaces": interfaces,
+            "mem_total_kb": total_kb, "cwd": os.getcwd(), "left": context.remaining_time(),
+            "helper": __import__("pkg.helper", fromlist=["x"]).VALUE}
+
+
+def garbage(event, context):
+    os.write(3, b"\\xff" * 64)  # the agent's port: what a broken agent would send
+    return b"unreachable"
+"""
+
+
+@pytest.fixture(autouse=True)
+def _backend_available() -> None:
+    require(MicrovmBackend.availability(), "the microVM backend")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def backend() -> AsyncIterator[MicrovmBackend]:
+    async with MicrovmBackend() as started:
+        yield started
+
+
+def code(handler: str, path: Path = FUNCTIONS, limits: Limits = LIMITS) -> FunctionCode:
+    return FunctionCode("app", handler.partition(":")[0], "1", handler, path, limits)
+
+
+def probe_folder(tmp_path: Path) -> Path:
+    folder = folder_with(tmp_path, "probe.py", PROBE)
+    (folder / "pkg").mkdir()
+    (folder / "pkg" / "__init__.py").write_text("")
+    (folder / "pkg" / "helper.py").write_text("VALUE = 'from a subpackage'\n")
+    return folder
+
+
+async def loaded(backend: MicrovmBackend, function: FunctionCode) -> MicrovmSandbox:
+    sandbox = backend.create()
+    assert isinstance(sandbox, MicrovmSandbox)
+    await sandbox.prepare()
+    await sandbox.load(function)
+    return sandbox
+
+
+@IN_MODULE_LOOP
+class TestMicrovmContract(SandboxContract):
+    @pytest.fixture
+    def kit(self, backend: MicrovmBackend, tmp_path: Path) -> Kit:
+        def make(behaviour: str) -> FunctionCode:
+            if behaviour == "broken":
+                broken = "def handle(event, context)\n    return b''\n"
+                return code("broken:handle", folder_with(tmp_path, "broken.py", broken))
+            return code(CONTRACT_HANDLERS[behaviour])
+
+        return Kit(backend, make)
+
+
+def test_registered_as_microvm() -> None:
+    assert backend_class("microvm") is MicrovmBackend
+
+
+def test_acceleration_is_chosen_and_explained() -> None:
+    accelerator = choose_accelerator()
+    assert accelerator.name in ("kvm", "tcg")
+    assert accelerator.why
+    assert choose_accelerator("tcg").name == "tcg"
+
+
+@IN_MODULE_LOOP
+class TestGuest:
+    async def test_own_kernel_no_network_unprivileged_code_shipped(
+        self, backend: MicrovmBackend, tmp_path: Path
+    ) -> None:
+        async with await loaded(backend, code("probe:handle", probe_folder(tmp_path))) as vm:
+            seen = orjson.loads((await vm.invoke(Event("invoke"))).body)
+            assert vm.namespaces == ["vm"]
+        assert backend.image is not None
+        assert seen["kernel"] == backend.image.manifest["kernel"] != os.uname().release
+        assert seen["interfaces"] == ["lo"]
+        assert seen["uid"] == 65534
+        assert seen["mem_total_kb"] < backend.config.vm_memory_mb * 1024
+        assert seen["cwd"] == "/tmp/scratch"
+        assert seen["helper"] == "from a subpackage"
+        # The deadline crossed from the host's clock to the guest's.
+        assert 0 < seen["left"] <= LIMITS.timeout_s
+
+    async def test_garbage_from_the_guest_fails_only_that_vm(
+        self, backend: MicrovmBackend, tmp_path: Path
+    ) -> None:
+        folder = probe_folder(tmp_path)
+        async with await loaded(backend, code("probe:handle", folder)) as healthy:
+            async with await loaded(backend, code("probe:garbage", folder)) as broken:
+                with pytest.raises(FunctionCrashed, match="protocol"):
+                    await broken.invoke(Event("invoke"))
+                assert broken.state is SandboxState.FAILED
+            assert (await healthy.invoke(Event("invoke"))).body
+
+    async def test_a_vm_that_dies_is_detected(self, backend: MicrovmBackend) -> None:
+        async with await loaded(backend, code(CONTRACT_HANDLERS["echo"])) as sandbox:
+            assert sandbox.pid is not None
+            os.kill(sandbox.pid, signal.SIGKILL)
+            await until(lambda: sandbox.state is SandboxState.FAILED)
+            with pytest.raises(FunctionCrashed, match="SIGKILL"):
+                await sandbox.invoke(Event("invoke", b"x"))
+
+    async def test_more_memory_than_the_vm_has_is_refused_at_load(
+        self, backend: MicrovmBackend
+    ) -> None:
+        sandbox = backend.create()
+        await sandbox.prepare()
+        huge = code(CONTRACT_HANDLERS["echo"], limits=Limits(memory_mb=4096))
+        with pytest.raises(SandboxStartError, match="4096 MB"):
+            await sandbox.load(huge)
+        assert sandbox.state is SandboxState.FAILED
+        await sandbox.aclose()
+
+    async def test_nothing_is_left_after_aclose(self, backend: MicrovmBackend) -> None:
+        sandbox = await loaded(backend, code(CONTRACT_HANDLERS["echo"]))
+        pid = sandbox.pid
+        await sandbox.aclose()
+        await until(lambda: not Path(f"/proc/{pid}").exists())
+
+
+@IN_MODULE_LOOP
+class TestBadSetup:
+    async def test_missing_image_names_the_build_command(self, tmp_path: Path) -> None:
+        backend = MicrovmBackend(MicrovmConfig(image_dir=tmp_path / "none"))
+        with pytest.raises(BackendUnavailable, match="nfaas microvm build"):
+            await backend.start()
+
+    async def test_missing_qemu_names_the_package(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("PATH", str(tmp_path))
+        with pytest.raises(BackendUnavailable, match="qemu-system-x86"):
+            await MicrovmBackend().start()
+
+    async def test_a_guest_that_never_becomes_ready_is_a_clear_error(self, tmp_path: Path) -> None:
+        silent = textwrap.dedent("""\
+            import time
+            while True:
+                time.sleep(60)
+        """).encode()
+        config = MicrovmConfig(
+            snapshot_dir=tmp_path / "snapshots",
+            boot_timeout_s=4.0,
+            agent_overrides={"nfaas/sandboxes/microvm/agent.py": silent},
+        )
+        with pytest.raises(SandboxStartError, match="not ready within 4 s"):
+            await MicrovmBackend(config).start()
+        assert not [p for p in (tmp_path / "snapshots").iterdir() if not p.name.startswith(".")]
+        assert load_image(config.image_dir)  # the image itself is untouched
+
+    async def test_restores_are_concurrent(self, backend: MicrovmBackend) -> None:
+        sandboxes = [backend.create() for _ in range(3)]
+        try:
+            await asyncio.gather(*(s.prepare() for s in sandboxes))
+            assert len({s.pid for s in sandboxes}) == 3
+        finally:
+            for s in sandboxes:
+                await s.aclose()
