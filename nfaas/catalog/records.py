@@ -72,6 +72,9 @@ class RuntimeRecord:
     builtin: bool = False
     sandbox_memory_mb: int = 16
     created_at: float = 0.0
+    #: what the backend runs, kept apart (key issue #7.2): a microVM's kernel, root
+    #: filesystem and boot parameters, with the digest of the whole
+    artefacts: dict[str, str] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:

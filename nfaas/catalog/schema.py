@@ -3,14 +3,15 @@
 ``PRAGMA user_version`` holds the schema's version. Version 0 with tables in the
 file is the first schema, which had no link table: each function version
 belonged to the one package that first stored it, and a ``current_versions``
-table held one pointer per function.
+table held one pointer per function. Version 2 gave runtimes their artefacts
+(a JSON object, empty for the runtimes stored before).
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tokens (
@@ -47,6 +48,7 @@ CREATE TABLE IF NOT EXISTS runtimes (
     name TEXT NOT NULL, version TEXT NOT NULL, backend TEXT NOT NULL,
     description TEXT NOT NULL DEFAULT '', builtin INTEGER NOT NULL DEFAULT 0,
     sandbox_memory_mb INTEGER NOT NULL DEFAULT 16, created_at REAL NOT NULL,
+    artefacts TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (name, version)
 );
 CREATE TABLE IF NOT EXISTS pools (
@@ -88,6 +90,9 @@ def prepare(db: sqlite3.Connection) -> None:
         if unversioned and _has_table(db, "current_versions"):
             db.execute(_LINK_STORED_VERSIONS)
             db.execute("DROP TABLE current_versions")
+        columns = {row[1] for row in db.execute("PRAGMA table_info(runtimes)")}
+        if "artefacts" not in columns:  # version 1 -> 2
+            db.execute("ALTER TABLE runtimes ADD COLUMN artefacts TEXT NOT NULL DEFAULT '{}'")
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:
         db.execute("ROLLBACK")

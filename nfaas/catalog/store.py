@@ -327,10 +327,12 @@ class StateStore:
     @owned
     def upsert_runtime(self, record: RuntimeRecord) -> None:
         self._db.execute(
-            "INSERT INTO runtimes VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name, version) DO UPDATE "
-            "SET backend = excluded.backend, description = excluded.description, "
-            "sandbox_memory_mb = excluded.sandbox_memory_mb",
-            astuple_of(record),
+            "INSERT INTO runtimes (name, version, backend, description, builtin, "
+            "sandbox_memory_mb, created_at, artefacts) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (name, version) DO UPDATE SET backend = excluded.backend, "
+            "description = excluded.description, sandbox_memory_mb = excluded.sandbox_memory_mb, "
+            "artefacts = excluded.artefacts",
+            (*astuple_of(record)[:-1], json.dumps(record.artefacts, sort_keys=True)),
         )
         self._generation += 1
 
@@ -408,4 +410,5 @@ def _function(row: sqlite3.Row) -> FunctionRecord:
 def _runtime(row: sqlite3.Row) -> RuntimeRecord:
     data = dict(row)
     data["builtin"] = bool(data["builtin"])
+    data["artefacts"] = json.loads(data["artefacts"])
     return RuntimeRecord(**data)

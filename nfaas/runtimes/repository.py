@@ -8,17 +8,19 @@ backends need are registered on first start, with a runtime pool each.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Iterable
 
 from nfaas.catalog.store import PoolRecord, RuntimeRecord, StateStore
-from nfaas.errors import Conflict, InvalidRequest, NotFound, UnknownRuntime
+from nfaas.errors import BackendUnavailable, Conflict, InvalidRequest, NotFound, UnknownRuntime
 from nfaas.packages.descriptors import NAME_PATTERN, VERSION_PATTERN, RuntimeRef
 from nfaas.sandboxes.registry import BACKENDS
 
-#: (runtime, backend, description, memory of one prepared sandbox, default pool size)
-BUILTIN_RUNTIMES: tuple[tuple[RuntimeRef, str, str, int, int], ...] = (
+#: (runtime, backend, description, memory of one prepared sandbox, default pool size or
+#: None for a runtime without sandboxes to pool)
+BUILTIN_RUNTIMES: tuple[tuple[RuntimeRef, str, str, int, int | None], ...] = (
     (
         RuntimeRef(name="python", version="3.11"),
         "process",
@@ -33,7 +35,40 @@ BUILTIN_RUNTIMES: tuple[tuple[RuntimeRef, str, str, int, int], ...] = (
         1,
         2,
     ),
+    (
+        RuntimeRef(name="python-container", version="3.11"),
+        "container",
+        "CPython 3.11 functions in runc containers (own namespaces, cgroup limits, read-only root)",
+        16,
+        None,
+    ),
+    (
+        RuntimeRef(name="python-vm", version="3.11"),
+        "microvm",
+        "CPython 3.11 functions in QEMU microVMs restored from a snapshot (`nfaas microvm build`)",
+        256,
+        None,
+    ),
+    (
+        RuntimeRef(name="ebpf", version="1"),
+        "ebpf",
+        "eBPF VNFs (XDP, tc) loaded with libbpf and attached to hooks (see docs/ebpf.md)",
+        0,
+        None,
+    ),
 )
+
+
+def builtin_artefacts(backend: str) -> dict[str, str]:
+    """What a built-in runtime of ``backend`` runs: for a microVM, its image's artefacts."""
+    if backend != "microvm":
+        return {}
+    from nfaas.sandboxes.microvm.image import default_image_dir, image_artefacts, load_image
+
+    try:
+        return image_artefacts(load_image(default_image_dir()))
+    except BackendUnavailable:
+        return {}
 
 
 def default_pool_id(name: str, version: str) -> str:
@@ -47,21 +82,28 @@ class RuntimeRepository:
         self._backends = frozenset(backends)
 
     def register_builtins(self) -> None:
-        """First start: the runtimes of the built-in backends and a default pool for each."""
+        """First start: the runtimes of the built-in backends and a default pool for each.
+
+        Every start: the artefacts of the built-in microVM runtime are those of the
+        image on this machine (``nfaas microvm build`` may have rebuilt it).
+        """
         with self._store.transaction():
             for ref, backend, description, memory_mb, pool_size in BUILTIN_RUNTIMES:
-                if self._store.get_runtime(ref.name, ref.version) is None:
-                    self._store.upsert_runtime(
-                        RuntimeRecord(
-                            ref.name,
-                            ref.version,
-                            backend,
-                            description,
-                            True,
-                            memory_mb,
-                            time.time(),
+                artefacts = builtin_artefacts(backend)
+                existing = self._store.get_runtime(ref.name, ref.version)
+                if existing is not None:
+                    if existing.builtin and existing.artefacts != artefacts:
+                        self._store.upsert_runtime(
+                            dataclasses.replace(existing, artefacts=artefacts)
                         )
+                    continue
+                self._store.upsert_runtime(
+                    RuntimeRecord(
+                        ref.name, ref.version, backend, description, True, memory_mb,
+                        time.time(), artefacts,
                     )
+                )
+                if pool_size is not None:
                     pool_id = default_pool_id(ref.name, ref.version)
                     self._store.upsert_pool(PoolRecord(pool_id, ref.name, ref.version, pool_size))
 
@@ -110,14 +152,12 @@ class RuntimeRepository:
     def update(self, name: str, version: str, *, description: str | None = None,
                sandbox_memory_mb: int | None = None) -> RuntimeRecord:  # fmt: skip
         record = self.get(name, version)
-        changed = RuntimeRecord(
-            record.name,
-            record.version,
-            record.backend,
-            record.description if description is None else description,
-            record.builtin,
-            record.sandbox_memory_mb if sandbox_memory_mb is None else sandbox_memory_mb,
-            record.created_at,
+        changed = dataclasses.replace(
+            record,
+            description=record.description if description is None else description,
+            sandbox_memory_mb=(
+                record.sandbox_memory_mb if sandbox_memory_mb is None else sandbox_memory_mb
+            ),
         )
         self._store.upsert_runtime(changed)
         return changed

@@ -110,6 +110,17 @@ class GuestImage:
         return str(self.manifest["digest"])
 
 
+def image_artefacts(image: GuestImage) -> dict[str, str]:
+    """The image as the runtime repository records it: three artefacts and one digest."""
+    return {
+        "kernel": str(image.kernel),
+        "rootfs": str(image.rootfs),
+        "boot_parameters": image.cmdline,
+        "kernel_version": str(image.manifest.get("kernel", "")),
+        "digest": image.digest,
+    }
+
+
 def default_image_dir() -> Path:
     """Machine-wide, so every checkout and test run shares one build."""
     return Path(os.environ.get("NFAAS_MICROVM_IMAGE", "/var/cache/nfaas/microvm/python-3.11"))
