@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 import time
@@ -133,6 +134,27 @@ def test_a_state_file_of_the_first_schema_is_upgraded(tmp_path: Path) -> None:
     # Opening it again changes nothing.
     store = StateStore(path)
     assert store.current_versions() == {("demo", "f"): "2.0.0"}
+    store.close()
+
+
+def test_runtimes_of_schema_version_1_get_empty_artefacts(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE runtimes (name TEXT NOT NULL, version TEXT NOT NULL, backend TEXT NOT NULL,"
+        " description TEXT NOT NULL DEFAULT '', builtin INTEGER NOT NULL DEFAULT 0,"
+        " sandbox_memory_mb INTEGER NOT NULL DEFAULT 16, created_at REAL NOT NULL,"
+        " PRIMARY KEY (name, version));"
+        "INSERT INTO runtimes VALUES ('go', '1', 'process', 'old', 0, 16, 1);"
+        "PRAGMA user_version = 1;"
+    )
+    db.commit()
+    db.close()
+    store = StateStore(path)
+    (runtime,) = store.list_runtimes()
+    assert (runtime.ref, runtime.description, runtime.artefacts) == ("go:1", "old", {})
+    store.upsert_runtime(dataclasses.replace(runtime, artefacts={"kernel": "/k"}))
+    assert store.list_runtimes()[0].artefacts == {"kernel": "/k"}
     store.close()
 
 
