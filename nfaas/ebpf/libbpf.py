@@ -59,6 +59,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_program__section_name": (_cp, [_vp]),
     "bpf_program__fd": (_int, [_vp]),
     "bpf_program__type": (_int, [_vp]),
+    "bpf_program__insn_cnt": (_size, [_vp]),
     "bpf_program__set_log_buf": (_int, [_vp, _vp, _size]),
     "bpf_map__name": (_cp, [_vp]),
     "bpf_map__fd": (_int, [_vp]),
@@ -74,10 +75,72 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_xdp_attach": (_int, [_int, _int, _u32, _vp]),
     "bpf_xdp_detach": (_int, [_int, _u32, _vp]),
     "bpf_xdp_query_id": (_int, [_int, _int, ctypes.POINTER(_u32)]),
+    "bpf_prog_get_fd_by_id": (_int, [_u32]),
+    "bpf_tc_hook_create": (_int, [_vp]),
+    "bpf_tc_hook_destroy": (_int, [_vp]),
+    "bpf_tc_attach": (_int, [_vp, _vp]),
+    "bpf_tc_detach": (_int, [_vp, _vp]),
+    "bpf_tc_query": (_int, [_vp, _vp]),
+    "bpf_prog_load": (_int, [_int, _cp, _cp, _vp, _size, _vp]),
     "libbpf_num_possible_cpus": (_int, []),
     "libbpf_set_print": (_vp, [_PRINT_FN]),
     "libbpf_strerror": (_int, [_int, _cp, _size]),
 }
+
+
+# enum bpf_tc_attach_point
+BPF_TC_INGRESS, BPF_TC_EGRESS = 1 << 0, 1 << 1
+
+
+class TcHookStruct(ctypes.Structure):
+    """``struct bpf_tc_hook`` (libbpf.h); ``size_t :0`` pads it to a multiple of 8."""
+
+    _fields_ = (
+        ("sz", ctypes.c_size_t),
+        ("ifindex", ctypes.c_int),
+        ("attach_point", ctypes.c_int),
+        ("parent", ctypes.c_uint32),
+    )
+
+
+class TcOptsStruct(ctypes.Structure):
+    """``struct bpf_tc_opts`` (libbpf.h)."""
+
+    _fields_ = (
+        ("sz", ctypes.c_size_t),
+        ("prog_fd", ctypes.c_int),
+        ("flags", ctypes.c_uint32),
+        ("prog_id", ctypes.c_uint32),
+        ("handle", ctypes.c_uint32),
+        ("priority", ctypes.c_uint32),
+    )
+
+
+class ProgLoadOpts(ctypes.Structure):
+    """``struct bpf_prog_load_opts`` (bpf.h, libbpf 1.x), up to ``log_buf``."""
+
+    _fields_ = (
+        ("sz", ctypes.c_size_t),
+        ("attempts", ctypes.c_int),
+        ("expected_attach_type", ctypes.c_int),
+        ("prog_btf_fd", ctypes.c_uint32),
+        ("prog_flags", ctypes.c_uint32),
+        ("prog_ifindex", ctypes.c_uint32),
+        ("kern_version", ctypes.c_uint32),
+        ("attach_btf_id", ctypes.c_uint32),
+        ("attach_prog_fd", ctypes.c_uint32),
+        ("attach_btf_obj_fd", ctypes.c_uint32),
+        ("fd_array", ctypes.c_void_p),
+        ("func_info", ctypes.c_void_p),
+        ("func_info_cnt", ctypes.c_uint32),
+        ("func_info_rec_size", ctypes.c_uint32),
+        ("line_info", ctypes.c_void_p),
+        ("line_info_cnt", ctypes.c_uint32),
+        ("line_info_rec_size", ctypes.c_uint32),
+        ("log_level", ctypes.c_uint32),
+        ("log_size", ctypes.c_uint32),
+        ("log_buf", ctypes.c_void_p),
+    )
 
 
 class XdpAttachOpts(ctypes.Structure):

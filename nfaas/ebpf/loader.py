@@ -1,21 +1,21 @@
-"""Load a BPF ELF object, run the verifier and attach its XDP program to a hook.
+"""Load a BPF ELF object, run the verifier and attach one of its programs to a hook.
 
 EVE025 4.3.5 and 5.7 place an eBPF VNF in the kernel's data path, behind the
 verifier that checks it is safe to run there; 6.6.1 lists the steps this
 module carries out for one instance (use case #6 steps 4-6): load the
-object, let the verifier run, attach the program to its hook, and on
-termination detach and unload it. An eBPF VNF is attached, not invoked per
-event, so it has its own lifecycle rather than the ``Sandbox`` contract:
+object, let the verifier run, attach the program to its hook (XDP,
+``nfaas.ebpf.xdp``, or tc, ``nfaas.ebpf.tc``), and on termination detach and
+unload it. An eBPF VNF is attached, not invoked per event, so it has its own
+lifecycle rather than the ``Sandbox`` contract:
 
     NEW --load--> LOADED --attach--> ATTACHED --detach--> LOADED --aclose--> CLOSED
       \\______________ any failure: everything released ______________/ -> FAILED
 
-A verifier rejection raises ``SandboxStartError`` whose detail ends with the
+A verifier rejection raises ``EbpfVerifierError`` whose detail ends with the
 verifier's log (``extra["verifier_log"]`` holds all of it) and leaves no
 program or map in the kernel: ``bpf_object__close`` runs before the raise.
-``detach`` and ``aclose`` are idempotent; ``detach`` removes the program
-only if it is still the one on the hook (``XDP_FLAGS_REPLACE``), so it never
-removes another instance's program.
+``detach`` and ``aclose`` are idempotent and remove only our own program
+from the hook, never another instance's.
 """
 
 from __future__ import annotations
@@ -23,23 +23,25 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import enum
-import errno
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Self
 
 from nfaas.ebpf import libbpf as lb
 from nfaas.ebpf.maps import BpfMap, MapInfo
 from nfaas.ebpf.netns import run_in_netns
-from nfaas.errors import BindingConflict, NotFound, SandboxStartError
+from nfaas.ebpf.tc import TcAttachment, TcHook
+from nfaas.ebpf.xdp import XdpAttachment, XdpHook, XdpMode
+from nfaas.errors import EbpfVerifierError, NotFound, SandboxStartError
 
-XdpMode = Literal["generic", "native"]
+__all__ = ["BpfProgram", "Hook", "ProgramState", "TcHook", "XdpHook", "XdpMode", "XdpProgram"]
 
-_MODE_FLAGS: dict[str, int] = {"generic": lb.XDP_FLAGS_SKB_MODE, "native": lb.XDP_FLAGS_DRV_MODE}
+Hook = XdpHook | TcHook
+Attachment = XdpAttachment | TcAttachment
+
 #: per-program verifier log buffer; the kernel keeps the tail, where the error is
 VERIFIER_LOG_SIZE = 1 << 20
 #: how much of the verifier log the error's detail shows (the tail)
@@ -52,20 +54,6 @@ class ProgramState(enum.Enum):
     ATTACHED = "attached"
     FAILED = "failed"
     CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class XdpHook:
-    """Where an XDP program runs: an interface, in a network namespace, in a mode."""
-
-    interface: str
-    mode: XdpMode = "generic"
-    #: a namespace from ``ip netns``; None is the node's own
-    netns: str | None = None
-
-    def __str__(self) -> str:
-        where = f" in netns {self.netns}" if self.netns else ""
-        return f"xdp/{self.mode} on {self.interface}{where}"
 
 
 async def _finish_even_if_cancelled(fn: Callable[..., None], *args: Any) -> None:
@@ -89,10 +77,10 @@ def _object_id(lib: lb.Libbpf, fd: int) -> int:
     return int(info[1])
 
 
-class XdpProgram:
-    """One eBPF VNF instance: an object loaded in the kernel and its XDP program on a hook.
+class BpfProgram:
+    """One eBPF VNF instance: an object loaded in the kernel and one program on a hook.
 
-    ``await XdpProgram(elf, "xdp_firewall").load()`` then ``await attach(hook)``;
+    ``await BpfProgram(elf, "xdp_firewall").load()`` then ``await attach(hook)``;
     ``async with`` closes it. ``maps`` are usable while LOADED or ATTACHED.
     """
 
@@ -101,20 +89,20 @@ class XdpProgram:
         self.program = program
         self.name = name or program
         self.state = ProgramState.NEW
-        self.hook: XdpHook | None = None
+        self.hook: Hook | None = None
         self.maps: dict[str, BpfMap] = {}
         self.prog_id = 0
         self._lib: lb.Libbpf | None = None
         self._obj: int | None = None
         self._prog_fd = -1
-        self._ifindex = 0
+        self._attachment: Attachment | None = None
         # load, attach, detach and release each run in a worker thread; a caller
         # cancelled mid-way leaves its thread to finish, and the lock makes the
         # next step wait for it, so no attachment can outlive aclose()
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
-        return f"XdpProgram({self.name!r}, state={self.state.value}, hook={self.hook})"
+        return f"BpfProgram({self.name!r}, state={self.state.value}, hook={self.hook})"
 
     @property
     def map_ids(self) -> list[int]:
@@ -127,8 +115,9 @@ class XdpProgram:
     async def load(self) -> None:
         """Open the object, run the verifier on its programs. NEW -> LOADED.
 
-        Raises ``SandboxStartError`` (with the verifier's log) when the object
-        is malformed, lacks ``program`` or is rejected; nothing stays loaded.
+        Raises ``EbpfVerifierError`` (with the verifier's log) when the kernel
+        rejects a program, ``SandboxStartError`` when the object is malformed or
+        lacks ``program``; nothing stays loaded.
         """
         if self.state is not ProgramState.NEW:
             raise SandboxStartError(f"{self.name}: load() in state {self.state.value}")
@@ -185,6 +174,7 @@ class XdpProgram:
         verifier_log = "".join(logs[name] for name in rejected)
         libbpf_log = "".join(messages)
         reason = self._lib.strerror(exc.errno or 0) if self._lib is not None else exc.strerror
+        cls = EbpfVerifierError if verifier_log else SandboxStartError
         if verifier_log:
             shown = (
                 f"the kernel verifier rejected {', '.join(rejected)}:\n"
@@ -194,7 +184,7 @@ class XdpProgram:
             shown = f"cannot load eBPF object ({reason}): " + (
                 _tail(libbpf_log, DETAIL_LOG_CHARS).strip() or "libbpf said nothing more"
             )
-        return SandboxStartError(
+        return cls(
             f"{self.name}: {shown}",
             errno=exc.errno,
             verifier_log=verifier_log,
@@ -221,27 +211,30 @@ class XdpProgram:
 
     # -- attach / detach ----------------------------------------------------
 
-    async def attach(self, hook: XdpHook) -> None:
-        """Attach the program to ``hook``. LOADED -> ATTACHED.
+    async def attach(self, hook: Hook) -> None:
+        """Attach the program to ``hook`` (XDP or tc). LOADED -> ATTACHED.
 
         Raises ``NotFound`` for an interface that does not exist,
-        ``BindingConflict`` when another XDP program holds the hook, and
+        ``BindingConflict`` when another program holds the hook, and
         ``SandboxStartError`` otherwise (e.g. native mode on a driver without
-        XDP); the program stays loaded but unattached.
+        XDP, a program of the wrong type); the program stays loaded but unattached.
         """
         if self.state is not ProgramState.LOADED:
             raise SandboxStartError(f"{self.name}: attach() in state {self.state.value}")
         await _finish_even_if_cancelled(self._attach_locked, hook)
 
-    def _attach_locked(self, hook: XdpHook) -> None:
+    def _attach_locked(self, hook: Hook) -> None:
         with self._lock:
             if self.state is not ProgramState.LOADED:
                 raise SandboxStartError(f"{self.name}: attach() in state {self.state.value}")
-            run_in_netns(hook.netns, lambda: self._attach(hook))
+            try:
+                self._attachment = run_in_netns(hook.netns, lambda: self._attach(hook))
+            except FileNotFoundError as exc:  # no such namespace
+                raise NotFound(f"{self.name}: {exc}", netns=hook.netns) from None
             self.hook = hook
             self.state = ProgramState.ATTACHED
 
-    def _attach(self, hook: XdpHook) -> None:
+    def _attach(self, hook: Hook) -> Attachment:
         assert self._lib is not None
         try:
             ifindex = socket.if_nametoindex(hook.interface)
@@ -251,17 +244,12 @@ class XdpProgram:
                 + (f" in netns {hook.netns}" if hook.netns else ""),
                 interface=hook.interface,
             ) from None
-        # EVE025 6.6.1: one VNF per hook; never replace what another instance attached
-        flags = _MODE_FLAGS[hook.mode] | lb.XDP_FLAGS_UPDATE_IF_NOEXIST
-        ret = self._lib.bpf_xdp_attach(ifindex, self._prog_fd, flags, None)
-        if ret in (-errno.EBUSY, -errno.EEXIST):
-            raise BindingConflict(f"{self.name}: {hook} already has an XDP program", hook=str(hook))
-        if ret < 0:
-            raise SandboxStartError(
-                f"{self.name}: cannot attach to {hook}: {self._lib.strerror(-ret)}",
-                errno=-ret,
-            )
-        self._ifindex = ifindex
+        return hook.attach(self._lib, ifindex, self._prog_fd, self.name)
+
+    @property
+    def attachment(self) -> Attachment | None:
+        """How the program is on its hook (ifindex, ...), while ATTACHED."""
+        return self._attachment
 
     async def detach(self) -> None:
         """Take the program off its hook, if it is on one. ATTACHED -> LOADED; idempotent."""
@@ -270,25 +258,15 @@ class XdpProgram:
 
     def _detach_locked(self) -> None:
         with self._lock:
-            hook = self.hook
-            if self.state is not ProgramState.ATTACHED or hook is None:
+            hook, attachment = self.hook, self._attachment
+            if self.state is not ProgramState.ATTACHED or hook is None or attachment is None:
                 return
-            run_in_netns(hook.netns, lambda: self._detach(hook))
+            lib = self._lib
+            assert lib is not None
+            run_in_netns(hook.netns, lambda: attachment.detach(lib, self._prog_fd, self.name))
             self.hook = None
+            self._attachment = None
             self.state = ProgramState.LOADED
-
-    def _detach(self, hook: XdpHook) -> None:
-        assert self._lib is not None
-        opts = lb.XdpAttachOpts(sz=ctypes.sizeof(lb.XdpAttachOpts), old_prog_fd=self._prog_fd)
-        flags = _MODE_FLAGS[hook.mode] | lb.XDP_FLAGS_REPLACE
-        ret = self._lib.bpf_xdp_detach(self._ifindex, flags, ctypes.byref(opts))
-        # ENODEV: the interface went away and took the program with it;
-        # EEXIST: the hook holds another program now, ours is already off it
-        if ret < 0 and -ret not in (errno.ENODEV, errno.EEXIST, errno.ENOENT):
-            raise SandboxStartError(
-                f"{self.name}: cannot detach from {hook}: {self._lib.strerror(-ret)}",
-                errno=-ret,
-            )
 
     # -- close --------------------------------------------------------------
 
@@ -325,3 +303,7 @@ class XdpProgram:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+#: the name the XDP-only first version had; the hook decides the kind now
+XdpProgram = BpfProgram

@@ -10,10 +10,8 @@ leaves no program, map or attachment behind.
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import struct
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -29,16 +27,23 @@ from nfaas.errors import (
     PackageError,
     SandboxStartError,
 )
-from tests.ebpf.conftest import VethPair, require_ebpf
+from tests.ebpf.conftest import (
+    VethPair,
+    bpftool_ids,
+    exists,
+    gone,
+    require_ebpf,
+    send_and_count,
+)
 
 IPPROTO_UDP = 17
 DROP, PASS = 1, 0
 BURST = 20
 
 
-def rule_key(proto: int, port: int) -> bytes:
-    # struct rule_key { __u8 proto; __u8 pad; __be16 dport; }
-    return struct.pack("!BBH", proto, 0, port)
+def rule_key(proto: int, port: int, src: bytes = bytes(4), dst: bytes = bytes(4)) -> bytes:
+    # struct fw_key { __be32 saddr, daddr; __be16 sport, dport; __u8 proto, pad[3]; }
+    return struct.pack("!4s4sHHB3x", src, dst, 0, port, proto)
 
 
 def rule(action: int, counter: int) -> bytes:
@@ -50,53 +55,6 @@ def packets_counted(prog: XdpProgram, slot: int) -> int:
     return sum(struct.unpack("=QQ", v)[0] for v in values)
 
 
-def send_and_count(pair: VethPair, port: int, count: int = BURST) -> int:
-    """Send ``count`` datagrams to ``port`` on the receiver; how many arrived."""
-    rx = pair.udp_socket("receiver", port)
-    tx = pair.udp_socket("sender")
-    try:
-        rx.settimeout(0.3)
-        for i in range(count):
-            tx.sendto(b"probe %d" % i, (pair.receiver_ip, port))
-        got = 0
-        while got < count:
-            try:
-                rx.recv(2048)
-            except TimeoutError:
-                break
-            got += 1
-        return got
-    finally:
-        rx.close()
-        tx.close()
-
-
-def bpftool_ids(kind: str) -> set[int]:
-    out = subprocess.run(
-        ["bpftool", "-j", kind, "show"], check=True, capture_output=True, text=True, timeout=10
-    ).stdout
-    return {entry["id"] for entry in json.loads(out or "[]")}
-
-
-def exists(kind: str, ident: int) -> bool:
-    return (
-        subprocess.run(
-            ["bpftool", kind, "show", "id", str(ident)], capture_output=True, timeout=10
-        ).returncode
-        == 0
-    )
-
-
-def gone(kind: str, ident: int) -> bool:
-    # the kernel frees the id when the last reference goes; allow it a moment
-    deadline = time.monotonic() + 2.0
-    while exists(kind, ident):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 @pytest.mark.parametrize("mode", ["generic", "native"])
 async def test_firewall_drops_counts_reconfigures_and_leaves_nothing(
     veth_pair: VethPair, firewall_elf: bytes, mode: XdpMode
@@ -106,7 +64,7 @@ async def test_firewall_drops_counts_reconfigures_and_leaves_nothing(
     try:
         await prog.load()
         assert set(prog.maps) >= {"rules", "counters"}
-        assert prog.maps["rules"].info.key_size == 4
+        assert prog.maps["rules"].info.key_size == 16
         map_ids = prog.map_ids
         await prog.attach(hook)
         assert prog.state is ProgramState.ATTACHED
@@ -301,7 +259,7 @@ async def test_source_that_does_not_compile_carries_clangs_message(tmp_path: Pat
 async def test_map_rejects_wrongly_sized_keys_and_values(firewall_elf: bytes) -> None:
     async with XdpProgram(firewall_elf, "xdp_firewall") as prog:
         await prog.load()
-        with pytest.raises(InvalidRequest, match="4-byte keys"):
+        with pytest.raises(InvalidRequest, match="16-byte keys"):
             prog.maps["rules"].update(b"\0" * 3, rule(DROP, 1))
         with pytest.raises(InvalidRequest, match="8-byte values"):
             prog.maps["rules"].update(rule_key(IPPROTO_UDP, 1), b"\0")
