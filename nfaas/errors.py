@@ -3,7 +3,9 @@
     NfaasError
     ├── InvalidRequest              bad input to the API or CLI (400)
     │   ├── EventTooLarge           an event over the configured size (413)
-    │   └── MethodNotAllowed        an HTTP method a route does not bind (405)
+    │   ├── MethodNotAllowed        an HTTP method a route does not bind (405)
+    │   ├── InvalidPolicy           an unknown keep-alive policy or a parameter out of range
+    │   └── TraceError              a malformed or truncated invocation trace (file + line)
     ├── Unauthenticated             no token, or an unknown one (401)
     ├── Forbidden                   a token that may not do this (403)
     ├── NotFound                    no such package, function, runtime, ... (404)
@@ -16,17 +18,23 @@
     │   ├── ManifestError           TOSCA.meta or manifest malformed, files missing or extra
     │   ├── IntegrityError          a hash that does not match
     │   ├── DescriptorError         a descriptor that fails validation (file + field path)
-    │   └── UnknownRuntime          a runtime the repository does not hold
+    │   ├── UnknownRuntime          a runtime the repository does not hold
+    │   └── EbpfObjectMismatch      an eBPF object whose program or maps differ from its descriptor
     ├── Overloaded                  no instance free, queue full or wait too long (429/503)
     ├── InsufficientCapacity        the node cannot reserve what an instance asks (503)
-    └── SandboxError                something went wrong running a function
-        ├── BackendUnavailable      this machine cannot run the backend (503)
-        ├── SandboxStartError       a sandbox failed to prepare or load code (502)
-        └── FunctionFailure         the function itself failed an invocation
-            ├── FunctionRaised      the handler raised (500)
-            ├── FunctionCrashed     the sandbox died: exit, signal (502)
-            ├── FunctionTimeout     over its time limit (504)
-            └── FunctionOutOfMemory over its memory limit (502)
+    ├── SandboxError                something went wrong running a function
+    │   ├── BackendUnavailable      this machine cannot run the backend (503)
+    │   ├── SandboxStartError       a sandbox failed to prepare or load code (502)
+    │   │   └── EbpfVerifierError   the kernel verifier refused an eBPF program (422; log in extra)
+    │   └── FunctionFailure         the function itself failed an invocation
+    │       ├── FunctionRaised      the handler raised (500)
+    │       ├── FunctionCrashed     the sandbox died: exit, signal (502)
+    │       ├── FunctionTimeout     over its time limit (504)
+    │       └── FunctionOutOfMemory over its memory limit (502)
+    └── NetworkFunctionError        a packet-processing graph built or fed wrongly (nfaas.nf;
+        │                           raised inside a function, so it never reaches the API)
+        ├── GraphError              an operator graph that cannot run (bad branch, no output)
+        └── CaptureError            a pcap file or packet socket that cannot be read or written
 
 The HTTP status of each lives in one table, ``nfaas.api.problems``; handlers
 never choose a status for an error themselves.
@@ -62,6 +70,24 @@ class EventTooLarge(InvalidRequest):
 
 class MethodNotAllowed(InvalidRequest):
     title = "Method not allowed"
+
+
+class InvalidPolicy(InvalidRequest):
+    """A keep-alive policy that does not exist, or a parameter of one out of its range."""
+
+    title = "Invalid keep-alive policy"
+
+
+class TraceError(InvalidRequest):
+    """An invocation trace that cannot be read; ``file`` and ``line`` (1-based) say where."""
+
+    title = "Invalid trace"
+
+    def __init__(self, detail: str, *, file: str, line: int | None = None) -> None:
+        where = f"{file}, line {line}" if line is not None else file
+        super().__init__(f"{where}: {detail}", file=file, line=line)
+        self.file = file
+        self.line = line
 
 
 class Unauthenticated(NfaasError):
@@ -125,6 +151,12 @@ class UnknownRuntime(PackageError):
     title = "Unknown runtime"
 
 
+class EbpfObjectMismatch(PackageError):
+    """An eBPF object whose program or maps differ from what its descriptor declares."""
+
+    title = "eBPF object does not match its descriptor"
+
+
 class Overloaded(NfaasError):
     """No instance could take the event; ``reason`` is ``queue_full`` or ``queue_timeout``."""
 
@@ -150,6 +182,12 @@ class BackendUnavailable(SandboxError):
 
 class SandboxStartError(SandboxError):
     title = "Function failed to start"
+
+
+class EbpfVerifierError(SandboxStartError):
+    """The kernel verifier refused a program; ``extra["verifier_log"]`` holds its whole log."""
+
+    title = "eBPF program rejected by the kernel verifier"
 
 
 class FunctionFailure(SandboxError):
@@ -180,3 +218,17 @@ class FunctionTimeout(FunctionFailure):
 
 class FunctionOutOfMemory(FunctionFailure):
     title = "Function exceeded its memory limit"
+
+
+class NetworkFunctionError(NfaasError):
+    """A network function (``nfaas.nf``) built or fed wrongly; raised inside the function."""
+
+    title = "Network function error"
+
+
+class GraphError(NetworkFunctionError):
+    title = "Invalid operator graph"
+
+
+class CaptureError(NetworkFunctionError):
+    title = "Packet capture error"

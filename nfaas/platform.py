@@ -21,6 +21,8 @@ from nfaas.catalog.functions import FunctionCatalog
 from nfaas.catalog.onboarding import Onboarding
 from nfaas.catalog.store import PackageRecord, PoolRecord, StateStore
 from nfaas.config import Config
+from nfaas.ebpf.manager import EbpfManager, default_ledger, version_finder
+from nfaas.ebpf.metrics import EbpfCollector
 from nfaas.errors import BackendUnavailable, BindingConflict, InvalidRequest, NotFound
 from nfaas.lifecycle.deployment import FunctionVersion
 from nfaas.lifecycle.infra import NodeCapacity, measured_capacity
@@ -99,6 +101,11 @@ class Platform:
             allow_code_urls=config.allow_code_urls,
             allow_private_code_urls=config.allow_private_code_urls,
         )
+        # EVE025 6.6.1: eBPF VNFs are attached to hooks, beside the event-driven functions
+        self.ebpf = EbpfManager(
+            default_ledger(data), version_finder(self.store, self.catalog), self.capacity
+        )
+        self.telemetry.registry.register(EbpfCollector(self.ebpf))
 
     def _capacity(self) -> NodeCapacity:
         """Configured capacity wins, then what the operator set through the API, then measured."""
@@ -123,6 +130,8 @@ class Platform:
         if self.config.pools_enabled:
             for record in self.store.list_pools():
                 await self._ensure_pool(record)
+        # programs a crashed run left on their hooks are detached, not re-attached
+        await self.ebpf.recover()
         self.manager.start()
         await self.reconcile()
         self.state = PlatformState.RUNNING
@@ -149,6 +158,7 @@ class Platform:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.shutdown_grace_s
         await self.triggers.aclose(grace_s=self.config.shutdown_grace_s)
+        await self.ebpf.aclose()
         await self.manager.aclose(grace_s=max(0.0, deadline - loop.time()))
         for pool in self.pools.values():
             await pool.aclose()

@@ -29,6 +29,7 @@ STATUS: tuple[tuple[type[e.NfaasError], int], ...] = (
     (e.PackageError, 422),
     (e.InsufficientCapacity, 503),
     (e.BackendUnavailable, 503),
+    (e.EbpfVerifierError, 422),
     (e.SandboxStartError, 502),
     (e.FunctionRaised, 500),
     (e.FunctionTimeout, 504),

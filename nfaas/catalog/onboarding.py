@@ -387,6 +387,11 @@ class Onboarding:
         code = FunctionCode(app, fn.name, fn.version, fn.handler, path, Limits())
         dest = self._compiled_root / tree
         dest.mkdir(parents=True, exist_ok=True)
+        if fn.ebpf is not None:
+            # EVE025 6.6.1: the object is built and checked against the descriptor here
+            from nfaas.ebpf.onboarding import prepare_object
+
+            return await prepare_object(fn, path, dest)
         try:
             return await backend.compile(code, dest)
         except SandboxStartError as exc:

@@ -553,6 +553,20 @@ def node(
     table([snap], list(snap), as_json, "node")
 
 
+# the eBPF group imports the helpers above when its commands run
+from nfaas.cli.ebpf import ebpf_app  # noqa: E402
+
+app.add_typer(ebpf_app, name="ebpf")
+
+from nfaas.cli.keepalive import keepalive_app  # noqa: E402
+
+app.add_typer(keepalive_app, name="keepalive")
+
+from nfaas.cli.microvm import microvm_app  # noqa: E402
+
+app.add_typer(microvm_app, name="microvm")
+
+
 def main() -> None:
     app()
 

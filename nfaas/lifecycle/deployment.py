@@ -20,13 +20,17 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nfaas.errors import NfaasError, Overloaded, SandboxStartError
+from nfaas.lifecycle.idle import idle_to_delete, prewarm_count
 from nfaas.lifecycle.infra import NodeCapacity, Reservation
 from nfaas.lifecycle.pools import RuntimePool
 from nfaas.packages.descriptors import FunctionDescriptor, Scaling
 from nfaas.sandboxes.base import FunctionCode, Sandbox, SandboxBackend
+
+if TYPE_CHECKING:
+    from nfaas.keepalive.live import KeepWindow
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +86,8 @@ class FunctionInstance:
     in_flight: int = 0
     served: int = 0
     state: InstanceState = InstanceState.READY
+    #: created ahead of any event, at the start of a keep-alive policy's window
+    prewarmed: bool = False
 
     @property
     def free_slots(self) -> int:
@@ -128,6 +134,9 @@ class FunctionDeployment:
         self.retired = False
         self.closed = False
         self.overloaded = {"queue_full": 0, "queue_timeout": 0}
+        #: the keep-alive window (by its anchor) already pre-warmed for: once per window,
+        #: so a failing pre-warm is not retried every reap
+        self._prewarmed_anchor: float | None = None
 
     # -- the event path ----------------------------------------------------------------
 
@@ -260,19 +269,22 @@ class FunctionDeployment:
 
     # -- instantiation -------------------------------------------------------------------
 
-    def _start_instance(self) -> None:
+    def _start_instance(self, *, prewarm: bool = False) -> None:
         # Counted now, not when the task first runs, so that a burst of events
         # arriving in the same loop iteration does not start too many instances.
         self._starting += 1
-        task = self._spawn(self._instantiate())
+        task = self._spawn(self._instantiate(prewarm))
         self._starts.add(task)
         task.add_done_callback(self._starts.discard)
 
-    async def _instantiate(self) -> None:
+    async def _instantiate(self, prewarm: bool = False) -> None:
         try:
             instance = await self._create_instance()
+            instance.prewarmed = prewarm
         except NfaasError as exc:
             self._starting -= 1
+            if prewarm:
+                log.warning("%s: pre-warming failed: %s", self.version.code.ref, exc.detail)
             self._fail_waiters(exc, self.scaling.concurrency)
             return
         except BaseException as exc:
@@ -362,21 +374,32 @@ class FunctionDeployment:
         self._on_change(f"deleted:{reason}", instance)
         self._spawn(instance.sandbox.aclose())
 
-    def reap_idle(self, now: float) -> int:
-        """Delete instances idle past the idle period (use case #4), and dead ones; how many."""
-        idle_period = self.scaling.idle_period_s
+    def reap_idle(self, now: float, window: KeepWindow | None = None) -> int:
+        """Delete idle instances the idle period or the policy's window lets go (use case #4),
+        and dead ones; how many."""
+        idle = [i for i in self.instances if i.in_flight == 0]
         removed = 0
-        for instance in [i for i in self.instances if i.in_flight == 0]:
-            if not instance.sandbox.usable:
-                self._remove(instance, "failed")
-            elif self.retired:
-                self._remove(instance, "drained")
-            elif now - instance.last_used >= idle_period:
-                self._remove(instance, "idle")
-            else:
-                continue
+        for instance in [i for i in idle if not i.sandbox.usable or self.retired]:
+            self._remove(instance, "failed" if not instance.sandbox.usable else "drained")
+            removed += 1
+        usable = [i for i in idle if i.state is not InstanceState.DELETED]
+        for instance, reason in idle_to_delete(usable, now, self.scaling.idle_period_s, window):
+            self._remove(instance, reason)
             removed += 1
         return removed
+
+    def prewarm(self, now: float, window: KeepWindow | None) -> int:
+        """Start instances ahead of events when the policy's window asks for it; how many."""
+        if self.retired or self.closed or window is None or window.anchor == self._prewarmed_anchor:
+            return 0
+        count = prewarm_count(
+            window, now, self._live_count(), self._starting, self.scaling.instance_threshold
+        )
+        if count:
+            self._prewarmed_anchor = window.anchor
+        for _ in range(count):
+            self._start_instance(prewarm=True)
+        return count
 
     def retire(self) -> None:
         """A newer version took over (7.2.5): serve no new instance, drain the running ones."""

@@ -29,6 +29,7 @@ from nfaas.errors import (
     Overloaded,
     SandboxStartError,
 )
+from nfaas.keepalive.live import KeepAliveController
 from nfaas.lifecycle.deployment import FunctionDeployment, FunctionInstance, FunctionVersion
 from nfaas.lifecycle.infra import NodeCapacity
 from nfaas.lifecycle.pools import RuntimePool
@@ -63,6 +64,25 @@ class ManagerState(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class KeepAliveInfo:
+    """A function version's keep-alive decision, as the API and metrics show it."""
+
+    app: str
+    function: str
+    version: str
+    tenant: str
+    policy: str
+    #: which rule of the policy decided (e.g. histogram, default)
+    mode: str
+    prewarm_s: float
+    keepalive_s: float
+    ready: int
+    #: seconds from now: when instances may be loaded from, and until when
+    window_start_in_s: float
+    window_end_in_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class InstanceInfo:
     id: str
     tenant: str
@@ -89,8 +109,11 @@ class FunctionManager:
         pool_for: Callable[[FunctionVersion], RuntimePool | None],
         *,
         reap_interval_s: float = 0.5,
+        keepalive: KeepAliveController | None = None,
     ) -> None:
         self._capacity = capacity
+        #: each function's keep-alive policy, for those whose descriptor names one
+        self.keepalive = keepalive or KeepAliveController()
         self._telemetry = telemetry
         self._backend_for = backend_for
         self._pool_for = pool_for
@@ -102,6 +125,7 @@ class FunctionManager:
         self._listeners: list[Callable[[str, FunctionInstance], None]] = []
         self.state = ManagerState.RUNNING
         telemetry.watch_instances(self._instance_counts)
+        telemetry.watch_keepalive(self._keepalive_gauges)
 
     def start(self) -> None:
         if self._reaper is None:
@@ -112,6 +136,10 @@ class FunctionManager:
         self._listeners.append(listener)
 
     def _changed(self, kind: str, instance: FunctionInstance) -> None:
+        if kind == "deleted:keepalive" or (kind == "created" and instance.prewarmed):
+            self._telemetry.keepalive_action(
+                instance.version.key, "unload" if kind != "created" else "prewarm"
+            )
         if kind == "created":
             self._telemetry.instance_created(
                 instance.version.key,
@@ -161,6 +189,7 @@ class FunctionManager:
         key = version.key
         if self.state is not ManagerState.RUNNING:
             raise Overloaded("the platform is shutting down", reason="shutdown")
+        self.keepalive.observe(version, arrival)
         deployment = self.deployment(version)
         try:
             instance, cold = await deployment.acquire()
@@ -194,6 +223,7 @@ class FunctionManager:
             deployment.release(instance)
         finished = time.monotonic()
         first_line = result.first_line_at if result.first_line_at is not None else started
+        self.keepalive.completed(version, finished - first_line)
         self._telemetry.record(
             key,
             event.trigger,
@@ -213,13 +243,20 @@ class FunctionManager:
     async def _reap_loop(self) -> None:
         while True:
             await asyncio.sleep(self._reap_interval)
+            try:
+                await self.keepalive.refresh()
+            except Exception:  # idle deletion goes on with the decisions it has
+                log.exception("refreshing keep-alive decisions failed")
             self.reap_idle()
 
-    def reap_idle(self) -> int:
-        now = time.monotonic()
+    def reap_idle(self, now: float | None = None) -> int:
+        """Delete idle instances, and pre-warm where a policy asks; how many were deleted."""
+        now = time.monotonic() if now is None else now
         removed = 0
         for deployment in self._deployments.values():
-            removed += deployment.reap_idle(now)
+            window = self.keepalive.window(deployment.version)
+            removed += deployment.reap_idle(now, window)
+            deployment.prewarm(now, window)
         for deployment in list(self._draining):
             removed += deployment.reap_idle(now)
             if deployment.idle:
@@ -247,6 +284,34 @@ class FunctionManager:
                     age_s=round(now - inst.created_at, 3),
                     memory_mb=inst.reservation.memory_mb,
                 )
+
+    def keepalive_decisions(self, now: float | None = None) -> Iterator[KeepAliveInfo]:
+        """The current decision of every serving version whose descriptor names a policy."""
+        now = time.monotonic() if now is None else now
+        for deployment in list(self._deployments.values()):
+            v = deployment.version
+            window = self.keepalive.window(v)
+            if window is None:
+                continue
+            d = window.decision
+            yield KeepAliveInfo(
+                app=v.app,
+                function=v.name,
+                version=v.version,
+                tenant=v.tenant,
+                policy=window.policy,
+                mode=d.mode,
+                prewarm_s=d.prewarm_min * 60.0,
+                keepalive_s=d.keepalive_min * 60.0,
+                ready=d.ready,
+                window_start_in_s=round(window.start - now, 3),
+                window_end_in_s=round(window.end - now, 3),
+            )
+
+    def _keepalive_gauges(self) -> Iterator[tuple[VersionKey, str, str, float, float, int]]:
+        for info in self.keepalive_decisions():
+            key = (info.app, info.function, info.version)
+            yield key, info.policy, info.mode, info.prewarm_s, info.keepalive_s, info.ready
 
     def instance(self, instance_id: str) -> FunctionInstance | None:
         for deployment in self.deployments():

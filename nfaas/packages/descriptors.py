@@ -18,6 +18,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from nfaas.packages.ebpf_settings import C_IDENTIFIER, EbpfSettings
+
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$"
 PYTHON_HANDLER = re.compile(
@@ -94,6 +96,30 @@ class Resources(_Model):
     )
 
 
+class KeepAlive(_Model):
+    """A keep-alive policy (``nfaas.keepalive``) deciding idle deletion and pre-warming."""
+
+    policy: str = Field(description="fixed, never, hybrid or forecast (docs/package-format.md)")
+    scope: Literal["function", "application"] = Field(
+        default="function", description="learn from this function's events, or its application's"
+    )
+    parameters: dict[str, float] = Field(
+        default_factory=dict, description="the policy's parameters; omitted ones take defaults"
+    )
+
+    @model_validator(mode="after")
+    def _known(self) -> KeepAlive:
+        # Imported here: the registry loads a policy's module only when a descriptor names it.
+        from nfaas.errors import InvalidPolicy
+        from nfaas.keepalive.registry import make_policy
+
+        try:
+            make_policy(self.policy, self.parameters)
+        except InvalidPolicy as exc:
+            raise ValueError(exc.detail) from None
+        return self
+
+
 class Scaling(_Model):
     """Working parameters of function management (EVE025 7.2.2, 7.2.3; use cases #3, #4)."""
 
@@ -115,6 +141,10 @@ class Scaling(_Model):
     )
     queue_timeout_s: float = Field(
         default=5.0, gt=0, le=600, description="longest wait for a free slot"
+    )
+    keepalive: KeepAlive | None = Field(
+        default=None,
+        description="policy for idle deletion and pre-warming; default: delete after idle_period_s",
     )
 
 
@@ -169,8 +199,63 @@ class TimerTrigger(_Model):
     interval_s: float = Field(gt=0, le=86400 * 7, description="period between ticks")
 
 
+MQTT_BROKER = re.compile(r"^mqtt://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
+
+
+class MqttTrigger(_Model):
+    """IoT paper, section 4: each message a broker delivers on the topic filters is an event."""
+
+    type: Literal["mqtt"] = "mqtt"
+    broker: str = Field(
+        default="mqtt://127.0.0.1:1883", description="the broker, mqtt://host[:port] (1883 if none)"
+    )
+    topics: list[str] = Field(min_length=1, max_length=64, description="topic filters (+ and #)")
+    qos: Literal[0, 1] = Field(
+        default=1, description="0: at most once; 1: at least once, acknowledged after success"
+    )
+    publish: str | None = Field(
+        default=None, description="topic the function's non-empty results are published to"
+    )
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_ok(cls, v: str) -> str:
+        if not MQTT_BROKER.match(v):
+            raise ValueError("broker must be mqtt://host or mqtt://host:port")
+        return v
+
+    @field_validator("topics")
+    @classmethod
+    def _filters_ok(cls, v: list[str]) -> list[str]:
+        for topic in v:
+            levels = topic.split("/")
+            if not topic or len(topic) > 256 or "\0" in topic:
+                raise ValueError(f"not a topic filter: {topic!r}")
+            if any(("#" in lv and (lv != "#" or i != len(levels) - 1)) for i, lv in enumerate(levels)):
+                raise ValueError(f"'#' may only be a whole last level: {topic!r}")
+            if any("+" in lv and lv != "+" for lv in levels):
+                raise ValueError(f"'+' may only be a whole level: {topic!r}")
+        return v
+
+    @field_validator("publish")
+    @classmethod
+    def _publish_ok(cls, v: str | None) -> str | None:
+        if v is not None and (not v or "+" in v or "#" in v or len(v) > 256):
+            raise ValueError("publish is a topic name, without wildcards")
+        return v
+
+    def address(self) -> tuple[str, int]:
+        """The broker's host and port."""
+        rest = self.broker.removeprefix("mqtt://")
+        if rest.startswith("["):  # an IPv6 address
+            host, _, tail = rest[1:].partition("]")
+            return host, int(tail.removeprefix(":") or 1883)
+        host, _, port = rest.partition(":")
+        return host, int(port or 1883)
+
+
 Trigger = Annotated[
-    HttpTrigger | UdpTrigger | TcpTrigger | TimerTrigger, Field(discriminator="type")
+    HttpTrigger | UdpTrigger | TcpTrigger | TimerTrigger | MqttTrigger, Field(discriminator="type")
 ]
 
 
@@ -216,6 +301,9 @@ class FunctionDescriptor(_Model):
     triggers: list[Trigger] = Field(default_factory=list)
     environment: dict[str, str] = Field(default_factory=dict)
     wasm: WasmSettings | None = None
+    ebpf: EbpfSettings | None = Field(
+        default=None, description="an eBPF VNF (runtime ebpf): program, hook, maps, needs"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> FunctionDescriptor:
@@ -230,6 +318,15 @@ class FunctionDescriptor(_Model):
         # refuse at onboarding what the python sandbox could only refuse at load
         if self.runtime.name == "python" and not PYTHON_HANDLER.match(self.handler):
             raise ValueError(f"a python handler is 'module:function', not {self.handler!r}")
+        # EVE025 6.6.1: an eBPF VNF is attached to a hook, never invoked by a trigger;
+        # its user-space half (5.6.1) is another function of the application
+        if (self.runtime.name == "ebpf") != (self.ebpf is not None):
+            raise ValueError("the ebpf runtime and the 'ebpf' section go together")
+        if self.ebpf is not None:
+            if self.triggers:
+                raise ValueError("an eBPF function is attached to a hook; it takes no triggers")
+            if not re.match(C_IDENTIFIER, self.handler):
+                raise ValueError(f"an eBPF handler is the program's C name, not {self.handler!r}")
         return self
 
 

@@ -94,6 +94,41 @@ class _InstanceCollector:
         yield family
 
 
+#: (version, policy, mode, pre-warm s, keep-alive s, instances held ready)
+KeepAliveGauge = tuple[VersionKey, str, str, float, float, int]
+
+
+class _KeepAliveCollector:
+    """Each version's current keep-alive decision, read at scrape time."""
+
+    def __init__(self, source: Callable[[], Iterable[KeepAliveGauge]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["app", "function", "version", "policy", "mode"]
+        prewarm = GaugeMetricFamily(
+            "nfaas_keepalive_prewarm_seconds",
+            "Keep-alive policy: time after the last event before an instance is loaded again",
+            labels=labels,
+        )
+        keep = GaugeMetricFamily(
+            "nfaas_keepalive_window_seconds",
+            "Keep-alive policy: time an instance then stays loaded without an event",
+            labels=labels,
+        )
+        ready = GaugeMetricFamily(
+            "nfaas_keepalive_ready_instances",
+            "Keep-alive policy: instances held ready in the window",
+            labels=labels,
+        )
+        for (app, name, version), policy, mode, pre, window, held in self._source():
+            values = [app, name, version, policy, mode]
+            prewarm.add_metric(values, pre)
+            keep.add_metric(values, window)
+            ready.add_metric(values, held)
+        yield from (prewarm, keep, ready)
+
+
 class Telemetry:
     """Records every invocation outcome; nothing is dropped without being counted."""
 
@@ -137,6 +172,12 @@ class Telemetry:
             ["trigger", "reason"],
             registry=self.registry,
         )
+        self._keepalive_actions = Counter(
+            "nfaas_keepalive_actions",
+            "Instances a keep-alive policy pre-warmed or unloaded",
+            [*labels, "action"],
+            registry=self.registry,
+        )
         self._stats: dict[VersionKey, VersionStats] = {}
         # Labelled children are looked up once: prometheus_client's labels() takes a
         # lock and builds a tuple on every call, a fifth of an event's own cost here.
@@ -147,6 +188,13 @@ class Telemetry:
         self, source: Callable[[], Iterable[tuple[VersionKey, str, str, int]]]
     ) -> None:
         self.registry.register(_InstanceCollector(source))
+
+    def watch_keepalive(self, source: Callable[[], Iterable[KeepAliveGauge]]) -> None:
+        self.registry.register(_KeepAliveCollector(source))
+
+    def keepalive_action(self, key: VersionKey, action: str) -> None:
+        """An instance pre-warmed (``prewarm``) or unloaded (``unload``) by a policy."""
+        self._keepalive_actions.labels(*key, action).inc()
 
     def has_stats(self, key: VersionKey) -> bool:
         return key in self._stats

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Response
 
 from nfaas.api.auth import Principal
+from nfaas.ebpf.metrics import counters_json
 from nfaas.platform import Platform
 
 
@@ -40,6 +41,8 @@ def router(platform: Platform, principal: Any) -> APIRouter:
             if who.may_touch(owners.get(key.split("/", 1)[0], ""))
         }
         out: dict[str, Any] = {"functions": functions}
+        # eBPF VNFs count in their own maps, read now (docs/metrics.md)
+        out["ebpf"] = counters_json(platform.ebpf, who.scope)
         if who.is_operator:
             out["dropped"] = platform.telemetry.dropped_counts()
             out["node"] = platform.capacity.snapshot()
