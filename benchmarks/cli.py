@@ -30,12 +30,15 @@ class Settings:
     window: int
     #: cold starts of each path of the container backend (runc is slow: fewer)
     container_samples: int
+    #: microVM restores of each path, and boots from nothing (seconds each under TCG)
+    microvm_samples: int
+    microvm_boots: int
 
 
 def settings(args: argparse.Namespace) -> Settings:
     if args.quick:
-        return Settings(15, 1, 2, 1, args.connections, args.window, 15)
-    return Settings(60, 5, 4, 1, args.connections, args.window, 30)
+        return Settings(15, 1, 2, 1, args.connections, args.window, 15, 8, 2)
+    return Settings(60, 5, 4, 1, args.connections, args.window, 30, 20, 4)
 
 
 def _cold_process(s: Settings) -> Section:
@@ -54,6 +57,12 @@ def _cold_container(s: Settings) -> Section:
     from benchmarks import cold_container
 
     return cold_container.run(s.container_samples)
+
+
+def _cold_microvm(s: Settings) -> Section:
+    from benchmarks import cold_microvm
+
+    return cold_microvm.run(s.microvm_samples, s.microvm_boots)
 
 
 def _http(s: Settings) -> Section:
@@ -82,6 +91,7 @@ BENCHMARKS: dict[str, Callable[[Settings], Section]] = {
     "cold-process": _cold_process,
     "cold-wasm": _cold_wasm,
     "cold-container": _cold_container,
+    "cold-microvm": _cold_microvm,
     "http": _http,
     "udp": _udp,
     "memory": _memory,

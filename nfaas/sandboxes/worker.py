@@ -118,6 +118,7 @@ def serve(
     tasks: int | None = None,
     scratch: str | None = None,
     warm_up: bool = True,
+    idle: Callable[[], None] | None = None,
 ) -> NoReturn:
     """Run the worker on ``sock`` and end the process with the worker's exit status.
 
@@ -125,10 +126,11 @@ def serve(
     worker's own, when the zygote confined the worker (RLIMIT_NPROC counts its uid).
     ``scratch``: the private folder made for this worker, named in ``ready``.
     ``warm_up``: False when the runtime was warmed already (a microVM's, before its snapshot).
+    ``idle``: what to do, instead of the warm-up, between ``ready`` and ``load``.
     """
     status = EXIT_PROTOCOL
     try:
-        status = Worker(sock, max_frame, tasks).run(namespaces, scratch, warm_up)
+        status = Worker(sock, max_frame, tasks).run(namespaces, scratch, warm_up, idle)
     except MemoryError:
         status = EXIT_OUT_OF_MEMORY
     except OSError:  # the platform went away mid-frame: nobody is left to tell
@@ -150,7 +152,13 @@ class Worker:
         #: what the code folder is called in tracebacks (its /proc/self/fd alias) -> its path
         self._code_alias: tuple[str, str] | None = None
 
-    def run(self, namespaces: list[str], scratch: str | None = None, warm_up: bool = True) -> int:
+    def run(
+        self,
+        namespaces: list[str],
+        scratch: str | None = None,
+        warm_up: bool = True,
+        idle: Callable[[], None] | None = None,
+    ) -> int:
         hello: Message = {"op": "ready", "pid": os.getpid(), "namespaces": namespaces}
         if scratch is not None:
             hello["scratch"] = scratch
@@ -158,7 +166,9 @@ class Worker:
         # After "ready": a pool keeps the sandbox a while, and a load that comes
         # at once simply waits in the socket until this is done.
         _thread.start_new_thread(_exit_on_hangup, (self._sock.fileno(),))
-        if warm_up:
+        if idle is not None:
+            idle()
+        elif warm_up:
             _warm_up(self._max_frame)
         fds: list[int] = []
         request = recv_message(self._sock, self._max_frame, fds)

@@ -192,6 +192,14 @@ class TestBadSetup:
         assert not [p for p in (tmp_path / "snapshots").iterdir() if not p.name.startswith(".")]
         assert load_image(config.image_dir)  # the image itself is untouched
 
+    async def test_a_vm_can_boot_from_nothing_without_a_snapshot(self, tmp_path: Path) -> None:
+        config = MicrovmConfig(snapshots=False, snapshot_dir=tmp_path / "unused")
+        async with MicrovmBackend(config) as backend:
+            assert backend.snapshot is None
+            async with await loaded(backend, code(CONTRACT_HANDLERS["echo"])) as sandbox:
+                assert (await sandbox.invoke(Event("invoke", b"booted"))).body == b"booted"
+        assert not (tmp_path / "unused").exists()
+
     async def test_restores_are_concurrent(self, backend: MicrovmBackend) -> None:
         sandboxes = [backend.create() for _ in range(3)]
         try:

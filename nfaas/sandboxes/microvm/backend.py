@@ -30,11 +30,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
+import importlib._bootstrap_external
+import importlib.util
 import logging
 import os
 import secrets
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -74,6 +79,8 @@ WORK_PREFIX = "nfaas-microvm-"
 #: where the agent writes the function's code, and works (``agent.CODE``, ``agent.SCRATCH``)
 GUEST_CODE = "/tmp/code"
 GUEST_SCRATCH = "/tmp/scratch"
+#: the bytecode tag of the guest's interpreter (the image's python3.11)
+GUEST_CACHE_TAG = "cpython-311"
 #: what the guest's kernel, runtime and /tmp take of its RAM before a function runs
 GUEST_OVERHEAD_MB = 96
 
@@ -99,6 +106,8 @@ class MicrovmConfig:
     load_timeout_s: float = 15.0
     #: booting the template for a snapshot (~8 s under TCG)
     boot_timeout_s: float = 90.0
+    #: False: every VM boots from nothing (no snapshot is made or used)
+    snapshots: bool = True
     #: where the backend's folder (the VMs' sockets) is made (None: temp)
     work_dir: Path | None = None
     #: extra files for the agent's layer (guest path -> content): tests use it
@@ -118,9 +127,14 @@ class MicrovmBackend(SandboxBackend):
     name: ClassVar[str] = "microvm"
 
     def __init__(self, config: MicrovmConfig | None = None) -> None:
-        self.config = config or MicrovmConfig()
+        config = config or MicrovmConfig()
+        if not config.snapshots:  # preparing a sandbox is then booting a guest
+            timeout = max(config.prepare_timeout_s, config.boot_timeout_s)
+            config = dataclasses.replace(config, prepare_timeout_s=timeout)
+        self.config = config
         self.image: GuestImage | None = None
         self.snapshot: Snapshot | None = None
+        self._spec: MachineSpec | None = None
         self._work: Path | None = None
         self._sandboxes: set[MicrovmSandbox] = set()
         self._vms: set[Vm] = set()
@@ -153,16 +167,18 @@ class MicrovmBackend(SandboxBackend):
         spec = MachineSpec(
             binary, accelerator, image.kernel, initrd, cmdline, config.vm_memory_mb, config.vcpus
         )
-        key = snapshot_key(spec, image.digest, agent_digest, qemu_version(binary))
-        try:
-            self.snapshot = await ensure_snapshot(
-                config.snapshot_dir, key, spec, initrd, config.boot_timeout_s
-            )
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
-        (work / "agent.cpio").unlink()
-        initrd.unlink()
+        self._spec = spec
+        if config.snapshots:
+            key = snapshot_key(spec, image.digest, agent_digest, qemu_version(binary))
+            try:
+                self.snapshot = await ensure_snapshot(
+                    config.snapshot_dir, key, spec, initrd, config.boot_timeout_s
+                )
+            except BaseException:
+                shutil.rmtree(work, ignore_errors=True)
+                raise
+            initrd.unlink()  # the snapshot keeps its own copy
+        layer.unlink()
         self._work = work
 
     def create(self) -> Sandbox:
@@ -181,25 +197,32 @@ class MicrovmBackend(SandboxBackend):
             self._sandboxes.discard(sandbox)
 
     async def fork(self) -> VmHandle:
-        """Restore one VM from the snapshot and take it to the agent's ``hello``."""
-        if self._work is None or self.snapshot is None:
+        """A VM taken to the agent's ``hello``: restored from the snapshot, or booted."""
+        if self._work is None or self._spec is None:
             raise BackendUnavailable("the microVM backend is not started")
-        snapshot = self.snapshot
         folder = self._work / f"vm-{secrets.token_hex(6)}"
-        state = os.open(snapshot.state, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            vm = await launch(
-                snapshot.spec, folder, ram=snapshot.ram, shared=False, pass_fds=(state,)
-            )
-        finally:
-            os.close(state)
+        snapshot = self.snapshot
+        state = -1
+        if snapshot is not None:
+            state = os.open(snapshot.state, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                vm = await launch(
+                    snapshot.spec, folder, "restore", ram=snapshot.ram, pass_fds=(state,)
+                )
+            finally:
+                os.close(state)  # QEMU has its own copy, under the same number
+        else:
+            vm = await launch(self._spec, folder, "boot")
         self._vms.add(vm)
         assert vm.ended is not None
         vm.ended.add_done_callback(lambda _: self._vm_ended(vm))
         sock: socket.socket | None = None
         try:
             sock = await _connect(vm)
-            await _migrate_in(vm, state, self.config.prepare_timeout_s)
+            if snapshot is not None:
+                await _migrate_in(vm, state, self.config.prepare_timeout_s)
+            else:
+                await _expect_booted(sock, self.config.boot_timeout_s)
             offset = await _hello(sock, self.config.max_frame)
         except BaseException as exc:
             vm.kill()
@@ -208,7 +231,7 @@ class MicrovmBackend(SandboxBackend):
             if isinstance(exc, SandboxError | OSError | EOFError) and not isinstance(
                 exc, SandboxStartError
             ):
-                raise SandboxStartError(f"cannot restore a microVM: {exc}") from exc
+                raise SandboxStartError(f"cannot start a microVM: {exc}") from exc
             raise
         exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         vm.ended.add_done_callback(lambda ended: _settle_exit(exited, ended))
@@ -265,11 +288,34 @@ class MicrovmSandbox(ProcessSandbox):
 
 
 def _read_code(folder: Path) -> dict[str, bytes]:
+    """The code folder's files, each module with its bytecode when the host's Python
+    makes the guest's: the guest then imports without compiling (its compiler is
+    slow to run the first time after a restore, under TCG)."""
     files: dict[str, bytes] = {}
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and not path.is_symlink() and "__pycache__" not in path.parts:
-            files[path.relative_to(folder).as_posix()] = path.read_bytes()
+        if not path.is_file() or path.is_symlink() or "__pycache__" in path.parts:
+            continue
+        relative = path.relative_to(folder)
+        data = path.read_bytes()
+        files[relative.as_posix()] = data
+        if path.suffix == ".py" and sys.implementation.cache_tag == GUEST_CACHE_TAG:
+            pyc = _bytecode(data, f"{GUEST_CODE}/{relative.as_posix()}")
+            if pyc is not None:
+                cached = relative.parent / "__pycache__" / f"{relative.stem}.{GUEST_CACHE_TAG}.pyc"
+                files[cached.as_posix()] = pyc
     return files
+
+
+@functools.lru_cache(maxsize=256)
+def _bytecode(source: bytes, guest_path: str) -> bytes | None:
+    """An unchecked hash-based .pyc of ``source``; None if it does not compile (the
+    guest's import then reports the error as it would anyway)."""
+    try:
+        code = compile(source, guest_path, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return None
+    to_pyc = importlib._bootstrap_external._code_to_hash_pyc  # type: ignore[attr-defined]
+    return bytes(to_pyc(code, importlib.util.source_hash(source), False))
 
 
 def _settle_exit(exited: asyncio.Future[int], ended: asyncio.Future[GuestEnd]) -> None:
@@ -324,6 +370,26 @@ async def _migrate_in(vm: Vm, state_fd: int, timeout_s: float) -> None:
             await qmp.disconnect()
 
 
+async def _expect_booted(sock: socket.socket, timeout_s: float) -> None:
+    """A freshly booted guest's first word, ``booted``."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout_s):
+            reply = await _recv_frame(loop, sock)
+    except TimeoutError as exc:
+        raise SandboxStartError(f"the microVM guest was not ready within {timeout_s:g} s") from exc
+    if reply.get("op") != "booted":
+        raise SandboxError(f"protocol violation: {reply.get('op')!r} instead of 'booted'")
+
+
+async def _recv_frame(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> Message:
+    """One small frame of the agent's handshake (never more than 4 kB)."""
+    (length,) = HEADER.unpack(await _recv_exactly(loop, sock, HEADER.size))
+    if length > 4096:
+        raise SandboxError(f"protocol violation: a {length}-byte handshake frame")
+    return unpack(await _recv_exactly(loop, sock, length))
+
+
 async def _hello(sock: socket.socket, max_frame: int, samples: int = 3) -> float:
     """Wake the restored agent; returns the host's monotonic clock minus the guest's.
 
@@ -336,11 +402,7 @@ async def _hello(sock: socket.socket, max_frame: int, samples: int = 3) -> float
         hello = {"op": "hello", "id": n, "max_frame": max_frame, "last": n == samples}
         sent = time.monotonic()
         await loop.sock_sendall(sock, pack(hello))
-        header = await _recv_exactly(loop, sock, HEADER.size)
-        (length,) = HEADER.unpack(header)
-        if length > 4096:
-            raise SandboxError(f"protocol violation: a {length}-byte answer to hello")
-        reply = unpack(await _recv_exactly(loop, sock, length))
+        reply = await _recv_frame(loop, sock)
         received = time.monotonic()
         if reply.get("op") != "hello" or not isinstance(reply.get("monotonic"), float):
             raise SandboxError(f"protocol violation: {reply.get('op')!r} instead of 'hello'")

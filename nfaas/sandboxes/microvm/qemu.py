@@ -28,6 +28,7 @@ import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from qemu.qmp import QMPClient
 
@@ -41,6 +42,8 @@ QEMU = "qemu-system-x86_64"
 EXIT_LINE = re.compile(rb"nfaas-agent-exit status=(\d+) oom_kill=(\d+)")
 _KVM_GET_API_VERSION = 0xAE00
 CONSOLE_TAIL = 8192
+
+Mode = Literal["boot", "template", "restore"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +120,18 @@ class MachineSpec:
     memory_mb: int
     vcpus: int = 1
 
-    def argv(self, *, ram: Path, shared: bool, channel: Path, qmp: Path) -> list[str]:
-        """A template boots (``shared``: its RAM is the snapshot's file); a restored VM
-        maps that file private and waits for its device state (``-incoming defer``)."""
-        incoming = [] if shared else ["-incoming", "defer"]
+    def argv(self, mode: Mode, *, channel: Path, qmp: Path, ram: Path | None = None) -> list[str]:
+        """``boot``: a fresh guest in anonymous memory; ``template``: a guest whose RAM is
+        the file ``ram`` mapped shared (it becomes a snapshot); ``restore``: that file
+        mapped private, waiting for its device state (``-incoming defer``)."""
+        if mode == "boot":
+            memory = f"memory-backend-ram,id=ram,size={self.memory_mb}M"
+        else:
+            share = "on" if mode == "template" else "off"
+            memory = (
+                f"memory-backend-file,id=ram,size={self.memory_mb}M,mem-path={ram},share={share}"
+            )
+        incoming = ["-incoming", "defer"] if mode == "restore" else []
         return [
             self.binary,
             "-machine",
@@ -129,9 +140,7 @@ class MachineSpec:
             "-cpu", self.accelerator.cpu,
             "-m", f"{self.memory_mb}M",
             "-smp", str(self.vcpus),
-            "-object",
-            f"memory-backend-file,id=ram,size={self.memory_mb}M,mem-path={ram},"
-            f"share={'on' if shared else 'off'}",
+            "-object", memory,
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-serial", "stdio",
             "-kernel", str(self.kernel),
@@ -194,13 +203,16 @@ class Vm:
 
 
 async def launch(
-    spec: MachineSpec, folder: Path, *, ram: Path, shared: bool, pass_fds: tuple[int, ...] = ()
+    spec: MachineSpec,
+    folder: Path,
+    mode: Mode,
+    *,
+    ram: Path | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> Vm:
     """Start QEMU for a VM whose sockets live in ``folder``; it watches its own end."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    argv = spec.argv(
-        ram=ram, shared=shared, channel=folder / "channel.sock", qmp=folder / "qmp.sock"
-    )
+    argv = spec.argv(mode, channel=folder / "channel.sock", qmp=folder / "qmp.sock", ram=ram)
     process = await asyncio.create_subprocess_exec(
         *argv,
         stdin=subprocess.DEVNULL,

@@ -118,7 +118,7 @@ async def _make(staging: Path, spec: MachineSpec, timeout_s: float) -> float:
     logger.info("booting a microVM template (%s) for a snapshot", spec.accelerator.why)
     # The VM's sockets go in a short path of their own (AF_UNIX paths end at 108 bytes).
     sockets = Path(tempfile.mkdtemp(prefix="nfaas-template-"))
-    vm = await launch(template, sockets, ram=staging / "ram", shared=True)
+    vm = await launch(template, sockets, "template", ram=staging / "ram")
     channel: asyncio.StreamWriter | None = None
     try:
         # The channel stays open while the template is snapshotted: every restored VM
