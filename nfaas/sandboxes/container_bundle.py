@@ -248,6 +248,34 @@ class ContainerCgroup:
         """Whether any hierarchy still holds this container's cgroup."""
         return any((h / self.path.lstrip("/")).exists() for h in _hierarchies())
 
+    # runc makes and removes a container's folders; the microVM backend, whose QEMU
+    # processes runc does not start, does it with these.
+
+    def create(self) -> None:
+        for folder in self._folders():
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def add(self, pid: int) -> None:
+        """Move process ``pid`` (all its threads) into the cgroup."""
+        for folder in self._folders():
+            _write(folder / "cgroup.procs", str(pid))
+
+    def remove(self) -> None:
+        """Remove the folders; each must be empty (its processes ended)."""
+        for folder in self._folders():
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+
+    def _folders(self) -> list[Path]:
+        """One folder per hierarchy (cpu and cpuacct are often one, linked twice)."""
+        seen: dict[Path, Path] = {}
+        for folder in (self.memory, self.cpu, self.cpuacct, self.pids):
+            hierarchy = folder.parents[len(Path(self.path.lstrip("/")).parts) - 1]
+            seen.setdefault(hierarchy.resolve(), folder)
+        return list(seen.values())
+
 
 def remove_parent_cgroups(parent: str) -> None:
     """Remove the backend's cgroup folder (or those ``parent``, a glob pattern, names) in

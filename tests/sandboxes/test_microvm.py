@@ -161,6 +161,25 @@ class TestGuest:
         await sandbox.aclose()
         await until(lambda: not Path(f"/proc/{pid}").exists())
 
+    async def test_the_vcpu_share_is_the_functions_own_on_the_host(
+        self, backend: MicrovmBackend
+    ) -> None:
+        limits = Limits(memory_mb=32, cpu=0.25, timeout_s=2.0)
+        sandbox = await loaded(backend, code(CONTRACT_HANDLERS["echo"], limits=limits))
+        cgroups = Path(f"/proc/{sandbox.pid}/cgroup").read_text().splitlines()
+        cpu = next(line.split(":")[2] for line in cgroups if ":cpu," in line or ":cpu:" in line)
+        folder = Path("/sys/fs/cgroup/cpu") / cpu.lstrip("/")
+        assert (folder / "cpu.cfs_quota_us").read_text().strip() == "25000"
+        memory = next(line.split(":")[2] for line in cgroups if ":memory:" in line)
+        limit = int(
+            (
+                Path("/sys/fs/cgroup/memory") / memory.lstrip("/") / "memory.limit_in_bytes"
+            ).read_text()
+        )
+        assert limit > backend.config.vm_memory_mb * 1024 * 1024
+        await sandbox.aclose()
+        assert await until(lambda: not folder.exists())
+
 
 @IN_MODULE_LOOP
 class TestBadSetup:

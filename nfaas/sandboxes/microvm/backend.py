@@ -48,6 +48,7 @@ from typing import ClassVar
 
 from nfaas.errors import BackendUnavailable, SandboxError, SandboxStartError
 from nfaas.sandboxes.base import FunctionCode, Sandbox, SandboxBackend
+from nfaas.sandboxes.container_bundle import ContainerCgroup, remove_parent_cgroups
 from nfaas.sandboxes.microvm.image import (
     GuestImage,
     agent_layer,
@@ -83,6 +84,10 @@ GUEST_SCRATCH = "/tmp/scratch"
 GUEST_CACHE_TAG = "cpython-311"
 #: what the guest's kernel, runtime and /tmp take of its RAM before a function runs
 GUEST_OVERHEAD_MB = 96
+#: QEMU's own memory beside the guest's RAM, in its host cgroup's limit
+QEMU_OVERHEAD_MB = 160
+#: QEMU's threads (vCPU, I/O, RCU, ...): its cgroup's pids limit
+VM_TASKS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,8 @@ class MicrovmConfig:
     accelerator: str = "auto"
     vm_memory_mb: int = 256
     vcpus: int = 1
+    #: host CPU share of a VM waiting in a pool, before a function's own ``cpu`` is set
+    pool_cpu: float = 1.0
     max_frame: int = DEFAULT_MAX_FRAME
     env: dict[str, str] = field(
         default_factory=lambda: {**DEFAULT_ENV, "HOME": GUEST_SCRATCH, "TMPDIR": GUEST_SCRATCH}
@@ -119,6 +126,8 @@ class VmHandle(WorkerHandle):
     """A restored VM as its sandbox holds it."""
 
     vm: Vm | None = None
+    #: the QEMU process's cgroup on the host: the vCPU share and memory of the VM
+    cgroup: ContainerCgroup | None = None
 
 
 class MicrovmBackend(SandboxBackend):
@@ -138,6 +147,7 @@ class MicrovmBackend(SandboxBackend):
         self._work: Path | None = None
         self._sandboxes: set[MicrovmSandbox] = set()
         self._vms: set[Vm] = set()
+        self._cgroup_parent = f"/{WORK_PREFIX}{secrets.token_hex(4)}"
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
@@ -156,6 +166,7 @@ class MicrovmBackend(SandboxBackend):
         self.image = image = load_image(config.image_dir)
         accelerator = choose_accelerator(config.accelerator)
         logger.info("microVMs run on %s: %s", accelerator.name, accelerator.why)
+        remove_parent_cgroups(f"/{WORK_PREFIX}*")  # empty ones, of backends that are gone
         work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=config.work_dir))
         layer = work / "agent.cpio"
         agent_digest = await asyncio.to_thread(agent_layer, layer, config.agent_overrides)
@@ -214,10 +225,16 @@ class MicrovmBackend(SandboxBackend):
         else:
             vm = await launch(self._spec, folder, "boot")
         self._vms.add(vm)
+        exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        cgroup = ContainerCgroup(f"{self._cgroup_parent}/{folder.name}")
         assert vm.ended is not None
-        vm.ended.add_done_callback(lambda _: self._vm_ended(vm))
+        vm.ended.add_done_callback(lambda _: self._vm_ended(vm, cgroup, exited))
         sock: socket.socket | None = None
         try:
+            # Before the guest runs: QEMU waits for its state, or is still starting.
+            cgroup.create()
+            cgroup.set_limits(self._host_memory_mb, self.config.pool_cpu, VM_TASKS)
+            cgroup.add(vm.pid)
             sock = await _connect(vm)
             if snapshot is not None:
                 await _migrate_in(vm, state, self.config.prepare_timeout_s)
@@ -233,15 +250,26 @@ class MicrovmBackend(SandboxBackend):
             ):
                 raise SandboxStartError(f"cannot start a microVM: {exc}") from exc
             raise
-        exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        vm.ended.add_done_callback(lambda ended: _settle_exit(exited, ended))
         # the sandbox releases its own pidfd; the VM keeps its own until it has ended
         handle_pidfd = os.dup(vm.pidfd)
-        return VmHandle(vm.pid, sock, handle_pidfd, exited, clock_offset=offset, vm=vm)
+        return VmHandle(
+            vm.pid, sock, handle_pidfd, exited, clock_offset=offset, vm=vm, cgroup=cgroup
+        )
 
-    def _vm_ended(self, vm: Vm) -> None:
+    @property
+    def _host_memory_mb(self) -> int:
+        """A VM's cgroup memory limit on the host: its RAM and QEMU's own."""
+        return self.config.vm_memory_mb + QEMU_OVERHEAD_MB
+
+    def _vm_ended(self, vm: Vm, cgroup: ContainerCgroup, exited: asyncio.Future[int]) -> None:
+        assert vm.ended is not None
+        end = vm.ended.result()
+        if not exited.done():
+            host_oom = end.agent_status is None and cgroup.oom_kills() > 0
+            exited.set_result(EXIT_OUT_OF_MEMORY if host_oom else _exit_status(end))
         self._vms.discard(vm)
         vm.close_pidfd()
+        cgroup.remove()
         shutil.rmtree(vm.folder, ignore_errors=True)
 
     async def aclose(self) -> None:
@@ -256,6 +284,7 @@ class MicrovmBackend(SandboxBackend):
         work, self._work = self._work, None
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
+        remove_parent_cgroups(self._cgroup_parent)
 
 
 class MicrovmSandbox(ProcessSandbox):
@@ -276,6 +305,15 @@ class MicrovmSandbox(ProcessSandbox):
                 f"has {self._vm_owner.config.vm_memory_mb} MB of RAM, {room} MB of it for the "
                 "function (raise MicrovmConfig.vm_memory_mb)"
             )
+        handle = self.worker
+        if isinstance(handle, VmHandle) and handle.cgroup is not None:
+            try:  # the function's vCPU share, on the host (its memory is kept in the guest)
+                handle.cgroup.set_limits(self._vm_owner._host_memory_mb, code.limits.cpu, VM_TASKS)
+            except OSError as exc:
+                self._break(f"load refused: {exc}")
+                raise SandboxStartError(
+                    f"{code.ref}: cannot set the VM's CPU share: {exc}"
+                ) from exc
         await super().load(code)
 
     def _send_load(self, message: Message, code: FunctionCode) -> None:
@@ -316,13 +354,6 @@ def _bytecode(source: bytes, guest_path: str) -> bytes | None:
         return None
     to_pyc = importlib._bootstrap_external._code_to_hash_pyc  # type: ignore[attr-defined]
     return bytes(to_pyc(code, importlib.util.source_hash(source), False))
-
-
-def _settle_exit(exited: asyncio.Future[int], ended: asyncio.Future[GuestEnd]) -> None:
-    if exited.done():
-        return
-    end = ended.result()
-    exited.set_result(_exit_status(end))
 
 
 def _exit_status(end: GuestEnd) -> int:
