@@ -8,6 +8,8 @@ says where it ran.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -81,3 +83,38 @@ async def test_same_code_in_every_form(http: httpx.AsyncClient, tmp_path: Path) 
     r = await http.get("/api/v1/runtimes/python-vm/3.11")
     artefacts = r.json()["artefacts"]
     assert {"kernel", "rootfs", "boot_parameters", "digest"} <= set(artefacts)
+
+
+async def test_a_pool_of_restored_vms_serves_the_first_event(tmp_path: Path) -> None:
+    require(MicrovmBackend.availability(), "the microVM backend")
+    config = dataclasses.replace(make_config(tmp_path), pools_enabled=True)
+    async with Platform(config) as platform:
+        transport = httpx.ASGITransport(app=create_asgi(platform))
+        headers = {"Authorization": f"Bearer {platform.operator_token}"}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://nfaas", headers=headers
+        ) as http:
+            body = {"size": 1, "runtime": "python-vm:3.11"}
+            assert (await http.put("/api/v1/pools/python-vm-3-11", json=body)).status_code == 200
+
+            async def vm_pool() -> dict[str, object]:
+                pools = (await http.get("/api/v1/pools")).json()
+                return next(p for p in pools if p["id"] == "python-vm-3-11")
+
+            for _ in range(300):
+                if (await vm_pool())["ready"] == 1:
+                    break
+                await asyncio.sleep(0.1)
+            assert (await vm_pool())["ready"] == 1
+            fn = function_doc(
+                "in-vm", app="pooled", runtime=FORMS["microvm"], handler="where:handle"
+            )
+            data = package(tmp_path / "src", "pooled", [fn], code={"in-vm": {"where.py": WHERE}})
+            r = await http.post(
+                "/api/v1/onboard", content=data, headers={"Content-Type": "application/zip"}
+            )
+            assert r.status_code == 201, r.text
+            r = await http.post("/fn/pooled/in-vm", content=b"pooled", timeout=60)
+            assert r.status_code == 200, r.text
+            assert orjson.loads(r.content)["echo"] == "pooled"
+            assert (await vm_pool())["taken"] == 1
