@@ -41,7 +41,13 @@ from benchmarks.functions import APP, PYTHON_ECHO
 from benchmarks.processes import BenchmarkError
 from benchmarks.stats import summarize
 from nfaas.sandboxes.base import Event, FunctionCode, Limits
-from nfaas.sandboxes.container import ContainerBackend, ContainerConfig, ContainerSandbox
+from nfaas.sandboxes.container import (
+    INTERPRETER_FLAGS,
+    ContainerBackend,
+    ContainerConfig,
+    ContainerSandbox,
+    import_paths,
+)
 from nfaas.sandboxes.container_bundle import (
     BundleSpec,
     RuntimeRoot,
@@ -76,7 +82,12 @@ PHASE_FIRST = "invoke -> first line"
 
 def _interpreter(config: ContainerConfig, code: str) -> list[str]:
     # the flags the backend starts its container's init with
-    return [config.python, "-u", "-B", "-P", "-s", "-c", code]
+    return [config.python, *INTERPRETER_FLAGS, "-c", code]
+
+
+def _env(config: ContainerConfig) -> dict[str, str]:
+    # the environment the backend starts its container's init with
+    return {**config.env, "PYTHONPATH": ":".join(import_paths())}
 
 
 class BareRunc:
@@ -102,7 +113,7 @@ class BareRunc:
         bundle.mkdir(mode=0o700)
         c = self.config
         spec = BundleSpec(
-            args=args, env=c.env, uid=c.uid, gid=c.gid,
+            args=args, env=_env(c), uid=c.uid, gid=c.gid,
             cgroups_path=f"{self.cgroup_parent}/{container_id}",
             memory_mb=c.pool_memory_mb, cpu=c.pool_cpu, pids=4 + c.tasks,
             open_files=c.open_files, tmp_mb=c.tmp_mb,
@@ -122,7 +133,7 @@ class BareRunc:
         args = _interpreter(self.config, NO_IMPORT if bare else WORKER_IMPORT)
         container_id = ""
         if kind in ("no_container", "interpreter_only"):
-            argv, env = args, self.config.env
+            argv, env = args, _env(self.config)
         else:
             container_id = f"{BENCH_PREFIX}{secrets.token_hex(6)}"
             bundle = self._bundle(container_id, args)
