@@ -33,12 +33,13 @@ class Settings:
     #: microVM restores of each path, and boots from nothing (seconds each under TCG)
     microvm_samples: int
     microvm_boots: int
+    quick: bool
 
 
 def settings(args: argparse.Namespace) -> Settings:
     if args.quick:
-        return Settings(15, 1, 2, 1, args.connections, args.window, 15, 8, 2)
-    return Settings(60, 5, 4, 1, args.connections, args.window, 30, 20, 4)
+        return Settings(15, 1, 2, 1, args.connections, args.window, 15, 8, 2, True)
+    return Settings(60, 5, 4, 1, args.connections, args.window, 30, 20, 4, False)
 
 
 def _cold_process(s: Settings) -> Section:
@@ -63,6 +64,20 @@ def _cold_microvm(s: Settings) -> Section:
     from benchmarks import cold_microvm
 
     return cold_microvm.run(s.microvm_samples, s.microvm_boots)
+
+
+def _ebpf(s: Settings) -> Section:
+    import asyncio
+
+    from benchmarks import ebpf
+
+    return ebpf.section(asyncio.run(ebpf.run(s.quick)))
+
+
+def _keepalive(s: Settings) -> Section:
+    from benchmarks import keepalive
+
+    return keepalive.section(keepalive.run(s.quick))
 
 
 def _http(s: Settings) -> Section:
@@ -95,6 +110,8 @@ BENCHMARKS: dict[str, Callable[[Settings], Section]] = {
     "http": _http,
     "udp": _udp,
     "memory": _memory,
+    "ebpf": _ebpf,
+    "keepalive": _keepalive,
 }
 
 

@@ -209,7 +209,7 @@ async def _pool(backend: MicrovmBackend, code: FunctionCode, n: int,
 
 
 def memory_of(pid: int) -> dict[str, float]:
-    """Rss, Pss and private memory of a process, MB (smaps_rollup)."""
+    """Rss, Pss and private memory of a process, MiB (smaps_rollup)."""
     fields: dict[str, float] = {}
     with open(f"/proc/{pid}/smaps_rollup") as rollup:
         for line in rollup:
@@ -316,9 +316,11 @@ async def _run(samples: int, boots: int) -> Section:
     add(Figure("pool.p90", "from a pool, p90", "ms", s["pool"].p90))
     add(Figure("warm.p50", "warm invoke, p50", "ms", s["warm"].p50))
     ours, floor = memory["ours"], memory["floor"]
-    add(Figure("memory.pss", f"idle VM PSS ({MEMORY_VMS} alive)", "MB", ours["pss"], floor["pss"]))
-    add(Figure("memory.private", "idle VM private memory", "MB", ours["private"], floor["private"]))
-    add(Figure("memory.rss", "idle VM RSS", "MB", ours["rss"], floor["rss"]))
+    add(Figure("memory.pss", f"idle VM PSS ({MEMORY_VMS} alive)", "MiB", ours["pss"], floor["pss"]))
+    add(
+        Figure("memory.private", "idle VM private memory", "MiB", ours["private"], floor["private"])
+    )
+    add(Figure("memory.rss", "idle VM RSS", "MiB", ours["rss"], floor["rss"]))
     assert backend.snapshot is not None
     section.method = (
         f"{s['snapshot'].n} cold starts from a snapshot and {s['pool'].n} from a restored VM "

@@ -34,6 +34,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import httpx
 
+from benchmarks.figures import Figure, Goal, Section
 from benchmarks.stats import summarize
 from nfaas.api.app import create_asgi
 from nfaas.config import Config
@@ -87,7 +88,7 @@ int main(int argc, char **argv)
 }
 """
 
-USERSPACE_FIREWALL = '''
+USERSPACE_FIREWALL = """
 # the example firewall's rule, applied in user space: drop UDP to the bench port
 RULES = {("udp", %d): "drop"}
 
@@ -95,7 +96,7 @@ RULES = {("udp", %d): "drop"}
 def handle(event, context):
     action = RULES.get(("udp", %d), "pass")
     return b"" if action == "drop" else event.body
-'''
+"""
 
 
 def ip(*args: str) -> None:
@@ -311,3 +312,40 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def section(out: dict[str, Any]) -> Section:
+    """The run as a section of ``benchmarks/run.py``'s results (and ``docs/benchmarks.md``)."""
+    result = Section(
+        "ebpf",
+        "eBPF VNFs: the XDP firewall's packet rate, instantiation and reconfiguration",
+        "the same veth path with no program attached (packets/s); a bare `bpf_map_update_elem` "
+        "(rule writes)",
+    )
+    floor = out["floor_no_program"]["pps"]
+    python = out["python_udp_trigger"]["pps"]
+    add = result.add
+    add(Figure("xdp_drop", "XDP firewall dropping", "/s", out["xdp_drop"]["pps"], floor))
+    add(Figure("xdp_pass", "XDP firewall passing", "/s", out["xdp_pass"]["pps"], floor))
+    add(
+        Figure("python", "the same rule in a Python function on a UDP trigger", "/s", python, floor)
+    )
+    add(Figure("drop_over_python", "XDP drop rate over the Python function's", "times",
+               out["ratios"]["xdp_drop_over_python"], None,
+               Goal("at_least", 20.0, "≥ 20 times the user-space function")))  # fmt: skip
+    attach = out["instantiate_load_verify_attach_ms"]
+    add(Figure("attach.p50", "load + verify + attach, p50", "ms", attach["p50"], None,
+               Goal("at_most", 50.0, "p50 < 50 ms")))  # fmt: skip
+    add(Figure("attach.p90", "load + verify + attach, p90", "ms", attach["p90"]))
+    bare = out["reconfigure_bare_map_update_us"]["p50"] / 1000
+    for key, label in (("reconfigure_instance_write_us", "rule write through the instance, p50"),
+                       ("reconfigure_http_api_us", "rule write through the HTTP API, p50")):  # fmt: skip
+        add(Figure(key, label, "ms", out[key]["p50"] / 1000, bare))
+    result.method = (
+        f"Packets from one sender process (a small C program, compiled by the run) over a veth "
+        f"pair between two network namespaces, {out['seconds_per_rate']:g} s per rate; "
+        f"{out['rounds']} instantiations and rule writes. The Python function decides the same "
+        "rule behind the platform's UDP trigger; its rate counts events it decided."
+    )
+    result.detail = out
+    return result
