@@ -10,8 +10,8 @@ snapshot of a booted, runtime-loaded guest exists for that pair
 A sandbox is one VM. ``prepare`` (EVE025 7.2.3 steps 1-3, what a pool holds
 ready) restores the snapshot: QEMU starts with the snapshot's RAM file mapped
 private and waits for its device state, the host connects to the VM's port,
-sets ``x-ignore-shared`` over QMP and feeds it ``state``; the guest resumes
-in the agent's read, answers ``hello`` with its clock and becomes the
+sets ``x-ignore-shared`` over QMP and feeds it ``state`` (``handshake``); the
+guest resumes in the agent's read, answers ``hello`` with its clock and becomes the
 process backend's worker, whose ``ready`` ends ``prepare``. From there the
 sandbox is the process backend's ``ProcessSandbox``, with a VM in place of a
 forked child: ``load`` (steps 4-5) sends the code's files in the load frame
@@ -29,7 +29,6 @@ VM restored from it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import importlib._bootstrap_external
@@ -41,7 +40,6 @@ import shutil
 import socket
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -49,6 +47,7 @@ from typing import ClassVar
 from nfaas.errors import BackendUnavailable, SandboxError, SandboxStartError
 from nfaas.sandboxes.base import FunctionCode, Sandbox, SandboxBackend
 from nfaas.sandboxes.container_bundle import ContainerCgroup, remove_parent_cgroups
+from nfaas.sandboxes.microvm.handshake import connect_port, expect_booted, hello, migrate_in
 from nfaas.sandboxes.microvm.image import (
     GuestImage,
     agent_layer,
@@ -64,12 +63,11 @@ from nfaas.sandboxes.microvm.qemu import (
     launch,
     qemu_binary,
     qemu_version,
-    qmp_session,
 )
 from nfaas.sandboxes.microvm.snapshot import Snapshot, ensure_snapshot, snapshot_key
 from nfaas.sandboxes.process import DEFAULT_ENV
 from nfaas.sandboxes.process_sandbox import ProcessSandbox
-from nfaas.sandboxes.protocol import DEFAULT_MAX_FRAME, HEADER, Message, pack, unpack
+from nfaas.sandboxes.protocol import DEFAULT_MAX_FRAME, Message
 from nfaas.sandboxes.protocol import pack as pack_frame
 from nfaas.sandboxes.worker import EXIT_OUT_OF_MEMORY
 from nfaas.sandboxes.zygote_client import WorkerHandle
@@ -235,12 +233,12 @@ class MicrovmBackend(SandboxBackend):
             cgroup.create()
             cgroup.set_limits(self._host_memory_mb, self.config.pool_cpu, VM_TASKS)
             cgroup.add(vm.pid)
-            sock = await _connect(vm)
+            sock = await connect_port(vm)
             if snapshot is not None:
-                await _migrate_in(vm, state, self.config.prepare_timeout_s)
+                await migrate_in(vm, state, self.config.prepare_timeout_s)
             else:
-                await _expect_booted(sock, self.config.boot_timeout_s)
-            offset = await _hello(sock, self.config.max_frame)
+                await expect_booted(sock, self.config.boot_timeout_s)
+            offset = await hello(sock, self.config.max_frame)
         except BaseException as exc:
             vm.kill()
             if sock is not None:
@@ -365,101 +363,6 @@ def _exit_status(end: GuestEnd) -> int:
             return EXIT_OUT_OF_MEMORY  # the guest's OOM killer ended the worker
         return -(end.agent_status - 128)
     return end.agent_status
-
-
-async def _connect(vm: Vm) -> socket.socket:
-    """The VM's port, connected before its state arrives (so the guest finds its host there)."""
-    loop = asyncio.get_running_loop()
-    deadline = time.monotonic() + 10
-    while True:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        sock.setblocking(False)
-        try:
-            await loop.sock_connect(sock, str(vm.channel))
-            return sock
-        except (FileNotFoundError, ConnectionRefusedError):
-            sock.close()
-        assert vm.ended is not None
-        if vm.ended.done():
-            raise SandboxStartError(f"QEMU ended at start: {vm.describe_failure()}")
-        if time.monotonic() > deadline:
-            raise SandboxStartError("QEMU did not open the VM's port within 10 s")
-        await asyncio.sleep(0.002)
-
-
-async def _migrate_in(vm: Vm, state_fd: int, timeout_s: float) -> None:
-    """Feed the VM its device state: ``state_fd`` was passed to QEMU at its start."""
-    qmp = await qmp_session(vm, timeout_s)
-    try:
-        await qmp.execute(
-            "migrate-set-capabilities",
-            {"capabilities": [{"capability": "x-ignore-shared", "state": True}]},
-        )
-        await qmp.execute("migrate-incoming", {"uri": f"fd:{state_fd}"})
-    finally:
-        with contextlib.suppress(Exception):
-            await qmp.disconnect()
-
-
-async def _expect_booted(sock: socket.socket, timeout_s: float) -> None:
-    """A freshly booted guest's first word, ``booted``."""
-    loop = asyncio.get_running_loop()
-    try:
-        async with asyncio.timeout(timeout_s):
-            reply = await _recv_frame(loop, sock)
-    except TimeoutError as exc:
-        raise SandboxStartError(f"the microVM guest was not ready within {timeout_s:g} s") from exc
-    if reply.get("op") != "booted":
-        raise SandboxError(f"protocol violation: {reply.get('op')!r} instead of 'booted'")
-
-
-async def _recv_frame(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> Message:
-    """One small frame of the agent's handshake (never more than 4 kB)."""
-    (length,) = HEADER.unpack(await _recv_exactly(loop, sock, HEADER.size))
-    if length > 4096:
-        raise SandboxError(f"protocol violation: a {length}-byte handshake frame")
-    return unpack(await _recv_exactly(loop, sock, length))
-
-
-#: clock samples at ``hello``: at least 3; more while the best round trip is over 1.5 ms
-HELLO_SAMPLES = (3, 12)
-GOOD_ROUND_TRIP_S = 0.0015
-
-
-async def _hello(sock: socket.socket, max_frame: int) -> float:
-    """Wake the restored agent; returns the host's monotonic clock minus the guest's.
-
-    The guest reads its clock between the host's send and receive, so the midpoint
-    is within half the round trip; the sample with the shortest round trip wins. The
-    first answers of a restored guest are slow (nothing of it is translated yet, under
-    TCG), and a busy host delays some: it asks again until one round trip is short.
-    """
-    loop = asyncio.get_running_loop()
-    fewest, most = HELLO_SAMPLES
-    best: tuple[float, float] = (float("inf"), 0.0)
-    for n in range(1, most + 1):
-        last = n == most or (n >= fewest and best[0] <= GOOD_ROUND_TRIP_S)
-        hello = {"op": "hello", "id": n, "max_frame": max_frame, "last": last}
-        sent = time.monotonic()
-        await loop.sock_sendall(sock, pack(hello))
-        reply = await _recv_frame(loop, sock)
-        received = time.monotonic()
-        if reply.get("op") != "hello" or not isinstance(reply.get("monotonic"), float):
-            raise SandboxError(f"protocol violation: {reply.get('op')!r} instead of 'hello'")
-        best = min(best, (received - sent, (sent + received) / 2 - float(reply["monotonic"])))
-        if last:
-            break
-    return best[1]
-
-
-async def _recv_exactly(loop: asyncio.AbstractEventLoop, sock: socket.socket, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = await loop.sock_recv(sock, size - len(data))
-        if not chunk:
-            raise SandboxError("the guest closed its port")
-        data.extend(chunk)
-    return bytes(data)
 
 
 def _concatenate(dest: Path, *parts: Path) -> None:
