@@ -15,7 +15,8 @@ the moment the path began.
 Floors, with nothing of nfaas on the host but the command line:
 
 * bare boot: QEMU with the backend's boot command line, spawn -> the agent's ``booted``
-  frame on the VM's port;
+  frame on the VM's port (after the worker's ``ready`` and its rehearsal, as in a boot of
+  the backend's);
 * bare restore: QEMU with the backend's restore command line, the two QMP commands sent
   by hand on a raw socket, spawn -> the guest's first answer to one ``hello``.
 
@@ -118,8 +119,8 @@ def bare_boot(spec: MachineSpec, work: Path) -> float:
     process = _spawn(spec, "boot", folder, None, ())
     try:
         port = _connect(folder / "c.sock", started + FLOOR_TIMEOUT_S)
-        if _frame(port).get("op") != "booted":
-            raise BenchmarkError("bare boot: the agent did not say booted")
+        if [_frame(port).get("op") for _ in range(2)] != ["ready", "booted"]:
+            raise BenchmarkError("bare boot: the guest did not say ready, then booted")
         took = time.monotonic() - started
         port.close()
         return took
@@ -128,8 +129,9 @@ def bare_boot(spec: MachineSpec, work: Path) -> float:
         process.wait()
 
 
-def bare_restore(backend: MicrovmBackend, work: Path, keep: bool = False
-                 ) -> tuple[float, subprocess.Popen[bytes] | None]:  # fmt: skip
+def bare_restore(backend: MicrovmBackend, work: Path, keep: list[object] | None = None) -> float:
+    """Spawn -> the restored guest's first answer; with ``keep``, the VM stays up (its
+    process and port are appended: a guest whose host hangs up ends)."""
     snapshot = backend.snapshot
     assert snapshot is not None
     folder = Path(tempfile.mkdtemp(dir=work))
@@ -152,12 +154,13 @@ def bare_restore(backend: MicrovmBackend, work: Path, keep: bool = False
             raise BenchmarkError("bare restore: the guest did not answer hello")
         took = time.monotonic() - started
         qmp.close()
-        if keep:
-            return took, process
+        if keep is not None:
+            keep += [process, port]
+            return took
         port.close()
-        return took, None
+        return took
     finally:
-        if not keep:
+        if keep is None:
             process.kill()
             process.wait()
 
@@ -224,7 +227,7 @@ async def _memory(
     backend: MicrovmBackend, code: FunctionCode, work: Path
 ) -> dict[str, dict[str, float]]:
     vms: list[MicrovmSandbox] = []
-    bare: list[subprocess.Popen[bytes]] = []
+    bare: list[object] = []
     try:
         for _ in range(MEMORY_VMS):
             sandbox = backend.create()
@@ -234,18 +237,20 @@ async def _memory(
             await sandbox.load(code)
             await sandbox.invoke(Event("invoke", b"x"))
         for _ in range(MEMORY_VMS):
-            _, process = bare_restore(backend, work, keep=True)
-            assert process is not None
-            bare.append(process)
+            bare_restore(backend, work, keep=bare)
         await asyncio.sleep(1.0)  # idle
         ours = [memory_of(s.pid) for s in vms if s.pid is not None]
-        floor = [memory_of(p.pid) for p in bare]
+        floor = [memory_of(p.pid) for p in bare if isinstance(p, subprocess.Popen)]
     finally:
         for sandbox in vms:
             await sandbox.aclose()
-        for process in bare:
-            process.kill()
-            process.wait()
+        for kept in bare:
+            if isinstance(kept, subprocess.Popen):
+                kept.kill()
+                kept.wait()
+            else:
+                assert isinstance(kept, socket.socket)
+                kept.close()
     mean = lambda rows, key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
     return {
         "ours": {k: mean(ours, k) for k in ("rss", "pss", "private")},
@@ -286,7 +291,7 @@ async def _run(samples: int, boots: int) -> Section:
             await _cold(backend, code, 1, [])  # page cache, QEMU's binary
             bare_restore(backend, work)
             for _ in range(samples):
-                floor_restore.append(bare_restore(backend, work)[0])
+                floor_restore.append(bare_restore(backend, work))
                 await asyncio.sleep(SETTLE_S)
                 snapshot_s += await _cold(backend, code, 1, prepare_s)
                 pool_s += await _pool(backend, code, 1, warm_s)

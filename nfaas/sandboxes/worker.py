@@ -159,10 +159,10 @@ class Worker:
         warm_up: bool = True,
         idle: Callable[[], None] | None = None,
     ) -> int:
-        hello: Message = {"op": "ready", "pid": os.getpid(), "namespaces": namespaces}
+        ready: Message = {"op": "ready", "pid": os.getpid(), "namespaces": namespaces}
         if scratch is not None:
-            hello["scratch"] = scratch
-        self._send(hello)
+            ready["scratch"] = scratch
+        self._send(ready)
         # After "ready": a pool keeps the sandbox a while, and a load that comes
         # at once simply waits in the socket until this is done.
         _thread.start_new_thread(_exit_on_hangup, (self._sock.fileno(),))
@@ -172,6 +172,15 @@ class Worker:
             _warm_up(self._max_frame)
         fds: list[int] = []
         request = recv_message(self._sock, self._max_frame, fds)
+        while request is not None and request["op"] == "hello":
+            # A microVM restored from a snapshot of this moment: its host asks the
+            # guest's clock, then hears "ready" again (the first went to the template's).
+            self._send({"op": "hello", "id": request["id"], "monotonic": time.monotonic()})
+            if request.get("last", True):
+                self._send(ready)
+                if idle is not None:
+                    idle()
+            request = recv_message(self._sock, self._max_frame, fds)
         if request is None:
             return 0
         if request["op"] != "load":

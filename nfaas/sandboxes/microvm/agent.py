@@ -1,25 +1,26 @@
 """The guest agent: runs inside a microVM and serves one function over a virtio port.
 
 ``/init`` starts it as ``python3.11 -m nfaas.sandboxes.microvm.agent /dev/vport0p1``.
-It speaks the process backend's worker protocol (``nfaas.sandboxes.worker``,
-unchanged) on the virtio-serial port, after a short handshake of its own:
+It is the process backend's worker (``nfaas.sandboxes.worker``) on the
+virtio-serial port, as an unprivileged user:
 
-1. boot: warm the runtime (imports, one throwaway load and invoke), then send
-   ``booted`` and block reading the port. The platform snapshots the VM here,
-   once per runtime image (EVE025 7.2.3 steps 1-3 done once for all).
+1. boot: the worker says ``ready`` and, while idle, rehearses a throwaway load
+   and invocation (imports, files, bytecode), then the agent says ``booted``.
+   The platform snapshots the VM here, blocked in the worker's read, once per
+   runtime image (EVE025 7.2.3 steps 1-3 done once for all).
 2. every VM restored from that snapshot resumes in that read. The platform
-   sends ``hello``; the agent answers ``hello`` with its ``time.monotonic()``
+   sends ``hello`` frames; the worker answers each with its ``time.monotonic()``
    (the guest's clock is not the host's: the platform converts deadlines and
-   first-line times with the difference), as many times as the platform asks
-   (the first answer of a restored guest is slow: nothing of it is translated
-   yet, under TCG), and becomes the worker, as the unprivileged user it
-   switched to before the snapshot: ``ready``, ``load`` (the code travels in
+   first-line times with the difference), says ``ready`` again after the last,
+   and rehearses again while idle (under TCG a restored guest runs each path
+   slowly the first time: QEMU's translations are not in the snapshot),
+   stepping aside as soon as a frame arrives. Then ``load`` (the code travels in
    the load frame, as ``files``), ``invoke``...
 
 The port is a character device, not a socket: ``PortChannel`` gives the
 worker the few socket methods it uses. A read of 0 bytes means the host side
-is not connected (yet: a VM restored before the platform reached its port),
-so until ``hello`` the agent waits and reads again.
+is not connected: until the first frame (a VM restored before its host
+reached the port) the channel waits and reads again; after, it is the end.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from nfaas.sandboxes import worker
-from nfaas.sandboxes.protocol import DEFAULT_MAX_FRAME, recv_message, send_message
+from nfaas.sandboxes.protocol import DEFAULT_MAX_FRAME, send_message
 
 if TYPE_CHECKING:
     import socket
@@ -49,6 +50,7 @@ CODE = "/tmp/code"
 #: how long to wait before reading again while the host is not connected
 RECONNECT_POLL_S = 0.002
 REHEARSAL = "/tmp/rehearsal"
+REHEARSAL_MODULE = "_nfaas_rehearsal"
 REHEARSAL_SOURCE = b"def handle(event, context):\n    return {'body': event.text()}\n"
 REHEARSAL_IDENTITY = {"app": "", "name": "", "version": "", "instance_id": ""}
 
@@ -58,17 +60,21 @@ class PortChannel:
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
+        self._heard = False
 
     def fileno(self) -> int:
         return self._fd
 
     def recv_into(self, buffer: memoryview) -> int:
-        return os.readv(self._fd, [buffer])
+        while (n := os.readv(self._fd, [buffer])) == 0 and not self._heard:
+            time.sleep(RECONNECT_POLL_S)  # no host yet
+        self._heard = True
+        return n
 
     def recvmsg_into(
         self, buffers: list[memoryview], ancbufsize: int = 0, flags: int = 0
     ) -> tuple[int, list[Any], int, None]:
-        return os.readv(self._fd, buffers), [], 0, None
+        return self.recv_into(buffers[0]), [], 0, None
 
     def sendall(self, data: bytes) -> None:
         view = memoryview(data)
@@ -76,50 +82,44 @@ class PortChannel:
             view = view[os.write(self._fd, view) :]
 
 
-class _WaitingChannel(PortChannel):
-    """Before ``hello``: a read of nothing means "no host yet", not "host gone"."""
-
-    def recv_into(self, buffer: memoryview) -> int:
-        while (n := super().recv_into(buffer)) == 0:
-            time.sleep(RECONNECT_POLL_S)
-        return n
-
-
 def main(argv: list[str]) -> int:
     port = argv[1] if len(argv) > 1 else "/dev/vport0p1"
     fd = os.open(port, os.O_RDWR)
     sock = cast("socket.socket", PortChannel(fd))
+    max_frame = _max_frame()
     _drop_privileges()
-    _rehearse(0)
-    _rehearsal_files("_nfaas_rehearsal_1")  # compiled now, kept in the snapshot
-    send_message(sock, {"op": "booted", "pid": os.getpid()}, DEFAULT_MAX_FRAME)
-    # The snapshot is taken here; every restored VM resumes in this read.
-    waiting = cast("socket.socket", _WaitingChannel(fd))
-    while True:  # the host asks the time until it has a sample with a short round trip
-        hello = recv_message(waiting, DEFAULT_MAX_FRAME)
-        if hello is None or hello.get("op") != "hello":
-            return worker.EXIT_PROTOCOL
-        reply = {"op": "hello", "id": hello["id"], "monotonic": time.monotonic()}
-        send_message(sock, reply, DEFAULT_MAX_FRAME)
-        if hello.get("last", True):
-            break
-    max_frame = int(hello.get("max_frame", DEFAULT_MAX_FRAME))
-    idle = functools.partial(_rehearse, 1, fd)
+    booted = False
+
+    def idle() -> None:
+        nonlocal booted
+        _rehearse(fd if booted else None)
+        if not booted:  # the template: the platform snapshots the VM after this
+            booted = True
+            send_message(sock, {"op": "booted", "pid": os.getpid()}, max_frame)
+
     worker.serve(sock, max_frame, ["vm"], scratch=SCRATCH, warm_up=False, idle=idle)
 
 
-def _rehearse(round_: int, port: int | None = None) -> None:
+def _max_frame() -> int:
+    """``nfaas.max_frame=N`` from the kernel's command line (the backend's setting)."""
+    with open("/proc/cmdline") as cmdline:
+        for word in cmdline.read().split():
+            if word.startswith("nfaas.max_frame="):
+                return int(word.partition("=")[2])
+    return DEFAULT_MAX_FRAME
+
+
+def _rehearse(port: int | None = None) -> None:
     """Go through a load and an invocation of a throwaway function, files and all.
 
-    Before the snapshot, so the guest has everything they touch in memory; and in
+    In the template, so the snapshot has everything they touch in memory; and in
     each restored VM after ``ready``, while it waits in a pool, since under TCG code
     runs slowly the first time after a restore (QEMU translates it again: its
     translations are not in the snapshot). With ``port``, each step first looks
     whether the platform has sent something (a ``load`` that arrived at once, on
     the cold path): then the rehearsal stops and the function goes first.
     """
-    module = f"_nfaas_rehearsal_{round_}"
-    folder = f"{REHEARSAL}-{round_}"
+    module, folder = REHEARSAL_MODULE, REHEARSAL
     files = _rehearsal_files(module)
     steps: tuple[Callable[[], object], ...] = (
         lambda: worker._write_code(files, folder),
@@ -146,8 +146,8 @@ def _rehearse(round_: int, port: int | None = None) -> None:
 def _rehearsal_files(module: str) -> dict[str, bytes]:
     """The throwaway module, and its bytecode as the platform sends a function's.
 
-    Compiled before the snapshot (``_rehearse(0)`` asks for round 1's too): the
-    compiler is the one part of a load a function's does not need in the guest.
+    Compiled in the template, before the snapshot: the compiler is the one part
+    of a load a function's does not need in the guest.
     """
     source = REHEARSAL_SOURCE
     code = compile(source, f"{module}.py", "exec")

@@ -172,7 +172,10 @@ class MicrovmBackend(SandboxBackend):
         await asyncio.to_thread(_concatenate, initrd, image.rootfs, layer)
         # The guest keeps time by the TSC, at the host's rate: under a busy TCG host its
         # watchdog would otherwise fall back to jiffies, which drift with late ticks.
-        cmdline = f"{image.cmdline} tsc_early_khz={host_tsc_khz()} tsc=reliable clocksource=tsc"
+        cmdline = (
+            f"{image.cmdline} tsc_early_khz={host_tsc_khz()} tsc=reliable clocksource=tsc "
+            f"nfaas.max_frame={config.max_frame}"
+        )
         spec = MachineSpec(
             binary, accelerator, image.kernel, initrd, cmdline, config.vm_memory_mb, config.vcpus
         )

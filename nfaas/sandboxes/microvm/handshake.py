@@ -58,15 +58,18 @@ async def migrate_in(vm: Vm, state_fd: int, timeout_s: float) -> None:
 
 
 async def expect_booted(sock: socket.socket, timeout_s: float) -> None:
-    """A freshly booted guest's first word, ``booted``."""
+    """A freshly booted guest's first words: the worker's ``ready``, the agent's ``booted``."""
     loop = asyncio.get_running_loop()
-    try:
-        async with asyncio.timeout(timeout_s):
-            reply = await _recv_frame(loop, sock)
-    except TimeoutError as exc:
-        raise SandboxStartError(f"the microVM guest was not ready within {timeout_s:g} s") from exc
-    if reply.get("op") != "booted":
-        raise SandboxError(f"protocol violation: {reply.get('op')!r} instead of 'booted'")
+    for expected in ("ready", "booted"):
+        try:
+            async with asyncio.timeout(timeout_s):
+                reply = await _recv_frame(loop, sock)
+        except TimeoutError as exc:
+            raise SandboxStartError(
+                f"the microVM guest was not ready within {timeout_s:g} s"
+            ) from exc
+        if reply.get("op") != expected:
+            raise SandboxError(f"protocol violation: {reply.get('op')!r} instead of {expected!r}")
 
 
 async def _recv_frame(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> Message:

@@ -1,7 +1,7 @@
 """Snapshots of a booted, runtime-loaded guest: made once per runtime image, restored per instance.
 
 A template VM boots the image with its RAM in a file mapped shared. When the
-agent says ``booted`` (Python started, the worker's paths warmed, blocked on
+agent says ``booted`` (Python started, the worker's paths rehearsed, blocked on
 its port), QEMU migrates the VM with ``x-ignore-shared`` into ``state``: the
 device state only, some 60 kB, since the RAM is already the file. The
 template is then killed and the file is the snapshot's memory. Restoring is
@@ -150,30 +150,38 @@ async def _make(staging: Path, spec: MachineSpec, timeout_s: float) -> float:
 async def _wait_booted(
     vm: Vm, timeout_s: float, started: float
 ) -> tuple[float, asyncio.StreamWriter]:
+    """The template's worker says ``ready``, rehearses, then the agent says ``booted``."""
     try:
         async with asyncio.timeout(timeout_s):
             reader, writer = await connect_unix(vm.channel, vm, timeout_s)
-            assert vm.ended is not None
-            reading = asyncio.ensure_future(read_message(reader, DEFAULT_MAX_FRAME))
-            waits: set[asyncio.Future[Any]] = {reading, vm.ended}
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            if not reading.done():
-                reading.cancel()
-                raise SandboxStartError(
-                    f"the microVM guest ended while booting: {vm.describe_failure()}"
-                )
-            message = reading.result()
+            for expected in ("ready", "booted"):
+                message = await _next_message(reader, vm)
+                if message is None or message.get("op") != expected:
+                    raise SandboxStartError(
+                        f"the microVM guest agent said {message!r} instead of {expected!r}: "
+                        f"{vm.describe_failure()}"
+                    )
     except TimeoutError as exc:
         raise SandboxStartError(
             f"the microVM guest was not ready within {timeout_s:g} s: {vm.describe_failure()}"
         ) from exc
     except SandboxError as exc:
+        if isinstance(exc, SandboxStartError):
+            raise
         raise SandboxStartError(f"the microVM guest agent answered garbage: {exc.detail}") from exc
-    if message is None or message.get("op") != "booted":
-        raise SandboxStartError(
-            f"the microVM guest agent said {message!r} instead of 'booted': {vm.describe_failure()}"
-        )
     return time.monotonic() - started, writer
+
+
+async def _next_message(reader: asyncio.StreamReader, vm: Vm) -> dict[str, Any] | None:
+    """The next frame from the guest, unless QEMU ends first."""
+    assert vm.ended is not None
+    reading = asyncio.ensure_future(read_message(reader, DEFAULT_MAX_FRAME))
+    waits: set[asyncio.Future[Any]] = {reading, vm.ended}
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    if not reading.done():
+        reading.cancel()
+        raise SandboxStartError(f"the microVM guest ended while booting: {vm.describe_failure()}")
+    return reading.result()
 
 
 async def _wait_migrated(qmp: QMPClient, vm: Vm, timeout_s: float) -> None:
