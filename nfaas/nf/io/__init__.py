@@ -1,0 +1,1 @@
+"""Packet ports of network functions: pcap files, AF_PACKET sockets, trigger datagrams."""
