@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import select
 import shutil
@@ -67,6 +68,8 @@ CHUNKS = 5
 #: warm invocations timed per pooled sandbox, after its cold one
 WARM_PER_SANDBOX = 5
 BENCH_PREFIX = "nfaas-bench-"
+#: the backend's containers (nfaas- and 12 hex digits) and the floor's
+OURS = re.compile(r"^nfaas-(bench-)?[0-9a-f]{12}$")
 FLOOR_TIMEOUT_S = 10.0
 
 WORKER_IMPORT = "import os, nfaas.sandboxes.worker; os.write(3, b'x')"
@@ -181,14 +184,15 @@ class BareRunc:
         remove_parent_cgroups(self.cgroup_parent)
 
 
-def runc_ids(config: ContainerConfig) -> list[str]:
-    """Containers runc lists whose name is ours (the backend's or the floor's)."""
+def runc_ids(config: ContainerConfig) -> set[str]:
+    """Containers runc lists that are named as the backend's or the floor's are: another
+    program's (say a broker an experiment runs, ``nfaas-broker-...``) are not ours."""
     runc = shutil.which(config.runc) or config.runc
     root = ["--root", str(config.runc_root)] if config.runc_root else []
     out = subprocess.run(
         [runc, *root, "list", "-q"], capture_output=True, text=True, timeout=30, check=False
     ).stdout
-    return [line for line in out.split() if line.startswith("nfaas-")]
+    return {line for line in out.split() if OURS.match(line)}
 
 
 async def _sandbox(backend: ContainerBackend) -> ContainerSandbox:
@@ -261,6 +265,7 @@ async def _run(samples: int) -> Section:
         "interpreter importing the worker module, spawn → 1 byte on a pipe",
     )
     config = ContainerConfig()
+    before = runc_ids(config)  # a platform running beside the benchmark may have its own
     usable, why = ContainerBackend.availability()
     if not usable:
         raise BenchmarkError(f"the container backend is unavailable: {why}")
@@ -295,7 +300,7 @@ async def _run(samples: int) -> Section:
         finally:
             await backend.aclose()
             bare.close()
-    left = runc_ids(config)
+    left = sorted(runc_ids(config) - before)
     if left:
         raise BenchmarkError(f"containers left behind: {left}")
 
