@@ -46,7 +46,7 @@ BUILTIN_RUNTIMES: tuple[tuple[RuntimeRef, str, str, int, int | None], ...] = (
         RuntimeRef(name="python-vm", version="3.11"),
         "microvm",
         "CPython 3.11 functions in QEMU microVMs restored from a snapshot (`nfaas microvm build`)",
-        256,
+        512,
         None,
     ),
     (

@@ -125,6 +125,20 @@ class TestGuest:
         # The deadline crossed from the host's clock to the guest's.
         assert 0 < seen["left"] <= LIMITS.timeout_s
 
+    async def test_numpy_and_the_nf_framework_are_in_the_guest(
+        self, backend: MicrovmBackend, tmp_path: Path
+    ) -> None:
+        source = (
+            "import numpy as np\n"
+            "from nfaas.nf import PacketBatch\n\n"
+            "def handle(event, context):\n"
+            "    return {'sum': int(np.arange(5).sum()), 'batch': PacketBatch.__name__}\n"
+        )
+        folder = folder_with(tmp_path, "uses_numpy.py", source)
+        async with await loaded(backend, code("uses_numpy:handle", folder)) as sandbox:
+            seen = orjson.loads((await sandbox.invoke(Event("invoke"))).body)
+        assert seen == {"sum": 10, "batch": "PacketBatch"}
+
     async def test_garbage_from_the_guest_fails_only_that_vm(
         self, backend: MicrovmBackend, tmp_path: Path
     ) -> None:

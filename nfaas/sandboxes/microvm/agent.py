@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import importlib._bootstrap_external
 import importlib.util
 import os
@@ -86,7 +87,9 @@ def main(argv: list[str]) -> int:
     port = argv[1] if len(argv) > 1 else "/dev/vport0p1"
     fd = os.open(port, os.O_RDWR)
     sock = cast("socket.socket", PortChannel(fd))
-    max_frame = _max_frame()
+    max_frame = int(_boot_parameter("nfaas.max_frame") or DEFAULT_MAX_FRAME)
+    for package in filter(None, (_boot_parameter("nfaas.preload") or "").split(",")):
+        importlib.import_module(package)  # in the snapshot: imported once for every VM
     _drop_privileges()
     booted = False
 
@@ -100,13 +103,14 @@ def main(argv: list[str]) -> int:
     worker.serve(sock, max_frame, ["vm"], scratch=SCRATCH, warm_up=False, idle=idle)
 
 
-def _max_frame() -> int:
-    """``nfaas.max_frame=N`` from the kernel's command line (the backend's setting)."""
+def _boot_parameter(name: str) -> str | None:
+    """``name=value`` from the kernel's command line: the backend's settings."""
     with open("/proc/cmdline") as cmdline:
         for word in cmdline.read().split():
-            if word.startswith("nfaas.max_frame="):
-                return int(word.partition("=")[2])
-    return DEFAULT_MAX_FRAME
+            key, _, value = word.partition("=")
+            if key == name:
+                return value
+    return None
 
 
 def _rehearse(port: int | None = None) -> None:

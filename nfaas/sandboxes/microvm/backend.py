@@ -80,10 +80,13 @@ GUEST_CODE = "/tmp/code"
 GUEST_SCRATCH = "/tmp/scratch"
 #: the bytecode tag of the guest's interpreter (the image's python3.11)
 GUEST_CACHE_TAG = "cpython-311"
-#: what the guest's kernel, runtime and /tmp take of its RAM before a function runs
-GUEST_OVERHEAD_MB = 96
+#: what the guest's kernel, root filesystem (Python, numpy, the agent) and the warm
+#: runtime take of its RAM before a function runs
+GUEST_OVERHEAD_MB = 192
 #: QEMU's own memory beside the guest's RAM, in its host cgroup's limit
 QEMU_OVERHEAD_MB = 160
+#: nfaas's own libraries imported before the snapshot, beside ``guest_packages``
+PRELOADED = ("nfaas.nf",)
 #: QEMU's threads (vCPU, I/O, RCU, ...): its cgroup's pids limit
 VM_TASKS = 64
 
@@ -98,7 +101,8 @@ class MicrovmConfig:
     snapshot_dir: Path = Path("/var/cache/nfaas/microvm/snapshots")
     #: "auto" (KVM if usable, else TCG), "kvm" or "tcg"
     accelerator: str = "auto"
-    vm_memory_mb: int = 256
+    #: the guest's RAM: the initramfs (about 100 MB with numpy) is unpacked in it
+    vm_memory_mb: int = 512
     vcpus: int = 1
     #: host CPU share of a VM waiting in a pool, before a function's own ``cpu`` is set
     pool_cpu: float = 1.0
@@ -117,6 +121,9 @@ class MicrovmConfig:
     work_dir: Path | None = None
     #: extra files for the agent's layer (guest path -> content): tests use it
     agent_overrides: dict[str, bytes] = field(default_factory=dict)
+    #: packages of the platform's environment copied into the guest and imported
+    #: before the snapshot (numpy: the NF framework, ``nfaas.nf``, needs it)
+    guest_packages: tuple[str, ...] = ("numpy",)
 
 
 @dataclass(slots=True)
@@ -167,14 +174,17 @@ class MicrovmBackend(SandboxBackend):
         remove_parent_cgroups(f"/{WORK_PREFIX}*")  # empty ones, of backends that are gone
         work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=config.work_dir))
         layer = work / "agent.cpio"
-        agent_digest = await asyncio.to_thread(agent_layer, layer, config.agent_overrides)
+        agent_digest = await asyncio.to_thread(
+            agent_layer, layer, config.agent_overrides, config.guest_packages
+        )
         initrd = work / "initrd"
         await asyncio.to_thread(_concatenate, initrd, image.rootfs, layer)
         # The guest keeps time by the TSC, at the host's rate: under a busy TCG host its
         # watchdog would otherwise fall back to jiffies, which drift with late ticks.
         cmdline = (
             f"{image.cmdline} tsc_early_khz={host_tsc_khz()} tsc=reliable clocksource=tsc "
-            f"nfaas.max_frame={config.max_frame}"
+            f"nfaas.max_frame={config.max_frame} "
+            f"nfaas.preload={','.join((*config.guest_packages, *PRELOADED))}"
         )
         spec = MachineSpec(
             binary, accelerator, image.kernel, initrd, cmdline, config.vm_memory_mb, config.vcpus

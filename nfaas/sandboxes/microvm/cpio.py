@@ -1,7 +1,7 @@
 """Initramfs archives in the ``newc`` cpio format the Linux kernel unpacks at boot.
 
 Written here rather than by the ``cpio`` tool so an archive is reproducible
-(entries sorted, owner root, one fixed mtime) and needs nothing installed.
+(entries sorted, owner root, one fixed mtime unless a file's own is asked for) and needs nothing installed.
 The kernel unpacks several archives concatenated into one initrd, each one
 ending with its ``TRAILER!!!`` entry, which is how the guest agent's layer is
 added to a base image without rebuilding it.
@@ -29,14 +29,16 @@ class Entry:
     path: str
     mode: int
     data: bytes = b""
+    #: kept for files whose bytecode is checked against their source's mtime
+    mtime: int = FIXED_MTIME
 
     @classmethod
     def directory(cls, path: str, perm: int = 0o755) -> Entry:
         return cls(path, stat.S_IFDIR | perm)
 
     @classmethod
-    def file(cls, path: str, data: bytes, perm: int = 0o644) -> Entry:
-        return cls(path, stat.S_IFREG | perm, data)
+    def file(cls, path: str, data: bytes, perm: int = 0o644, mtime: int = FIXED_MTIME) -> Entry:
+        return cls(path, stat.S_IFREG | perm, data, mtime)
 
     @classmethod
     def symlink(cls, path: str, target: str) -> Entry:
@@ -44,7 +46,7 @@ class Entry:
 
 
 def _header(ino: int, entry: Entry, name: bytes) -> bytes:
-    fields = (ino, entry.mode, 0, 0, 1, FIXED_MTIME, len(entry.data), 0, 0, 0, 0, len(name), 0)
+    fields = (ino, entry.mode, 0, 0, 1, entry.mtime, len(entry.data), 0, 0, 0, 0, len(name), 0)
     return MAGIC + b"".join(b"%08X" % value for value in fields)
 
 

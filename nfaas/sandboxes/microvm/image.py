@@ -23,6 +23,7 @@ leaves the image as it is.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import py_compile
@@ -30,12 +31,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from nfaas.errors import BackendUnavailable, SandboxStartError
-from nfaas.sandboxes.microvm.cpio import Entry, tree_entries, write_archive
+from nfaas.sandboxes.microvm.cpio import FIXED_MTIME, Entry, tree_entries, write_archive
 
 KERNEL_PACKAGE = "linux-image-cloud-amd64"
 #: the user space of the guest; their dependencies the guest does not use are left out
@@ -52,6 +53,8 @@ USER_PACKAGES = (
     "liblzma5",
     "libuuid1",
     "libssl3",
+    "libstdc++6",  # numpy's C extensions
+    "libgcc-s1",
 )
 #: kernel modules the guest loads, in order: virtio-mmio devices and the serial port
 MODULES = (
@@ -75,7 +78,7 @@ BOOT_PARAMETERS = (
     "nomodeset noapic_timer_check no_timer_check i8042.noaux i8042.nokbd "
     "cryptomgr.notests random.trust_cpu=on mitigations=off"
 )
-IMAGE_FORMAT = 2
+IMAGE_FORMAT = 3
 
 INIT_SCRIPT = """#!/bin/sh
 # nfaas microVM guest init: mount, load the virtio modules, run the agent,
@@ -323,11 +326,16 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def agent_files() -> Iterator[tuple[str, Path]]:
-    """The guest agent and what it imports, as (path under /opt/nfaas, host file)."""
-    import msgpack
-    import orjson
+#: nfaas's own libraries for functions (the NF framework), under nfaas/
+GUEST_LIBRARIES = ("nf", "flows.py")
+#: folders of a package the guest does not need (tests, C headers, build helpers)
+PACKAGE_LEFT_OUT = frozenset({"tests", "include", "f2py", "_pyinstaller", "__pyinstaller"})
 
+
+def agent_files(packages: Sequence[str] = ()) -> Iterator[tuple[str, Path]]:
+    """The guest agent, what it imports, and ``packages`` from the platform's own
+    environment (with their bytecode, and a wheel's ``<name>.libs``), as
+    (path under /opt/nfaas, host file)."""
     import nfaas
 
     package = Path(nfaas.__file__).parent
@@ -341,32 +349,45 @@ def agent_files() -> Iterator[tuple[str, Path]]:
         "sandboxes/microvm/agent.py",
     ):
         yield f"nfaas/{relative}", package / relative
-    for module in (msgpack, orjson):
-        folder = Path(module.__file__ or "").parent
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyi":
-                yield f"{folder.name}/{path.relative_to(folder).as_posix()}", path
+    for library in GUEST_LIBRARIES:  # what functions may import of nfaas itself
+        path = package / library
+        sources = sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.exists() else []
+        for source in sources:
+            yield f"nfaas/{source.relative_to(package).as_posix()}", source
+    for name in ("msgpack", "orjson", *packages):
+        folder = Path(importlib.import_module(name).__file__ or "").parent
+        for root in (folder, folder.with_name(f"{folder.name}.libs")):
+            for path in sorted(root.rglob("*")) if root.is_dir() else ():
+                parts = set(path.relative_to(root).parts)
+                if path.is_file() and path.suffix != ".pyi" and not parts & PACKAGE_LEFT_OUT:
+                    yield f"{root.name}/{path.relative_to(root).as_posix()}", path
 
 
-def agent_layer(dest: Path, overrides: Mapping[str, bytes] | None = None) -> str:
+def agent_layer(
+    dest: Path, overrides: Mapping[str, bytes] | None = None, packages: Sequence[str] = ()
+) -> str:
     """Write the agent's initramfs layer to ``dest``; returns its SHA-256.
 
-    ``overrides`` (path under /opt/nfaas -> content) replace or add files: tests
-    make guests whose agent misbehaves with it.
+    Files keep their mtimes, so the bytecode next to them stays valid in the
+    guest. ``overrides`` (path under /opt/nfaas -> content) replace or add files:
+    tests make guests whose agent misbehaves with it.
     """
+    files: dict[str, tuple[bytes, int]] = {}
+    for guest, host in agent_files(packages):
+        files[guest] = (host.read_bytes(), int(host.stat().st_mtime))
+    for guest, content in (overrides or {}).items():
+        files[guest] = (content, FIXED_MTIME)
     entries: list[Entry] = []
     folders: set[str] = set()
-    files = {guest: host.read_bytes() for guest, host in agent_files()}
-    files.update(overrides or {})
-    for guest, content in sorted(files.items()):
+    for guest, (content, mtime) in sorted(files.items()):
         parts = f"opt/nfaas/{guest}".split("/")
         for depth in range(1, len(parts)):
             folder = "/".join(parts[:depth])
             if folder not in folders:
                 folders.add(folder)
                 entries.append(Entry.directory(folder))
-        perm = 0o755 if guest.endswith(".so") else 0o644
-        entries.append(Entry.file("/".join(parts), content, perm))
+        perm = 0o755 if ".so" in Path(guest).name else 0o644
+        entries.append(Entry.file("/".join(parts), content, perm, mtime))
     entries.sort(key=lambda e: e.path)
     with open(dest, "wb") as out:
         write_archive(out, entries)
