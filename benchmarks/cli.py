@@ -80,6 +80,18 @@ def _keepalive(s: Settings) -> Section:
     return keepalive.section(keepalive.run(s.quick))
 
 
+def _nf(s: Settings) -> Section:
+    from benchmarks import nf
+
+    return nf.section(nf.measure(s.quick))
+
+
+def _mqtt(s: Settings) -> Section:
+    from benchmarks import mqtt
+
+    return mqtt.section(mqtt.run(s.quick))
+
+
 def _http(s: Settings) -> Section:
     from benchmarks import http_load
 
@@ -112,6 +124,8 @@ BENCHMARKS: dict[str, Callable[[Settings], Section]] = {
     "memory": _memory,
     "ebpf": _ebpf,
     "keepalive": _keepalive,
+    "nf": _nf,
+    "mqtt": _mqtt,
 }
 
 

@@ -13,7 +13,9 @@ as fast as the client lets it (QoS 0 and QoS 1, each message stamped with
 Two modes: ``flood`` (as fast as the publisher goes: the rate, messages over
 the time from the first publish to the last arrival) and ``paced`` (500
 messages, one every 2 ms: the latency, arrival minus the stamp, without the
-queueing a flood causes). Writes ``benchmarks/results/mqtt.json``.
+queueing a flood causes). Writes ``benchmarks/results/mqtt.json``;
+``benchmarks/run.py --only mqtt`` runs the same as a section of the suite
+(``run`` and ``section``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ if __package__ in (None, ""):
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from benchmarks.figures import Figure, Section
 from benchmarks.machine import describe
 from benchmarks.stats import summarize
 from nfaas.packages.descriptors import MqttTrigger
@@ -141,19 +144,21 @@ def bare_subscriber(port: int, topic: str, count: int, qos: int, gap_s: float) -
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer messages")
-    args = parser.parse_args()
-    count = 2000 if args.quick else 10000
-    results: dict[str, Any] = {"messages": count}
+PACED = 500
+PACED_GAP_S = 0.002
+
+
+def run(quick: bool) -> dict[str, Any]:
+    """Both receivers at QoS 0 and 1, flooded and paced, on a broker of the run's own."""
+    count = 2000 if quick else 10000
+    results: dict[str, Any] = {"messages": count, "paced": PACED, "paced_gap_s": PACED_GAP_S}
     with tempfile.TemporaryDirectory(prefix="nfaas-mqtt-") as tmp:
         broker, port = start_broker(Path(tmp))
         try:
             # flood: as fast as the publisher goes (the rate); paced: one message every
             # 2 ms (the latency, without the queueing a flood causes)
             for qos, (mode, n, gap) in itertools.product(
-                (0, 1), (("flood", count, 0.0), ("paced", 500, 0.002))
+                (0, 1), (("flood", count, 0.0), ("paced", PACED, PACED_GAP_S))
             ):
                 row = {"trigger": asyncio.run(through_trigger(port, f"t/{qos}/{mode}", n, qos, gap)),
                        "floor": bare_subscriber(port, f"f/{qos}/{mode}", n, qos, gap)}  # fmt: skip
@@ -161,14 +166,52 @@ def main() -> None:
                 for name, r in row.items():
                     lat = r["latency_ms"]
                     print(f"qos {qos} {mode} {name:8s}: {r['messages_per_s']:9,.0f} msg/s, "
-                          f"p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms", flush=True)  # fmt: skip
+                          f"p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms",
+                          file=sys.stderr, flush=True)  # fmt: skip
         finally:
             broker.terminate()
             broker.wait(5)
+    return results
+
+
+def section(results: dict[str, Any]) -> Section:
+    """The run as a section of ``benchmarks/run.py``'s results (and ``docs/benchmarks.md``)."""
+    result = Section(
+        "mqtt",
+        "MQTT trigger: messages per second and latency from publish to function",
+        "a bare paho subscriber on the same broker, the same messages",
+    )
+    for qos in (0, 1):
+        flood, paced = results[f"qos{qos}_flood"], results[f"qos{qos}_paced"]
+        result.add(Figure(f"qos{qos}.rate", f"QoS {qos}, flooded: messages through the trigger",
+                          "/s", flood["trigger"]["messages_per_s"],
+                          flood["floor"]["messages_per_s"]))  # fmt: skip
+        for p in ("p50", "p99"):
+            result.add(Figure(f"qos{qos}.{p}", f"QoS {qos}, paced: publish → function, {p}",
+                              "ms", paced["trigger"]["latency_ms"][p],
+                              paced["floor"]["latency_ms"][p]))  # fmt: skip
+    result.method = (
+        f"A mosquitto of the run's own on a loopback port; one paho publisher. Rates: "
+        f"{results['messages']:,} messages published as fast as the client goes, over the time "
+        f"from the first publish to the last arrival. Latencies: {results['paced']} messages, "
+        f"one every {results['paced_gap_s'] * 1000:g} ms, each stamped with the monotonic clock "
+        "at publishing. The trigger is an `MqttSource` whose dispatch notes the arrival (no "
+        "function runs: what the trigger adds before one would). Also "
+        "`.venv/bin/python benchmarks/mqtt.py`."
+    )
+    result.detail = results
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer messages")
+    args = parser.parse_args()
+    results = run(args.quick)
     document = {"benchmark": "mqtt", "quick": args.quick, "machine": describe(), "results": results}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"written to {RESULTS}")
+    print(f"written to {RESULTS}", file=sys.stderr)
 
 
 if __name__ == "__main__":

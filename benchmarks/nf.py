@@ -12,7 +12,9 @@ In one run, on one core, from frames in memory:
   checksum loop): the ``speedup`` is the graph's rate over this one.
 
 Each figure is the median of several timed rounds. Results go to
-``benchmarks/results/nf.json``. Not a test: nothing here asserts a rate.
+``benchmarks/results/nf.json``; ``benchmarks/run.py --only nf`` runs the same
+measurement as a section of the suite (``section``). Not a test: nothing here
+asserts a rate.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from types import ModuleType
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.figures import Figure, Goal, Section
 from benchmarks.machine import describe
 from benchmarks.nf_baseline import FIREWALL_RULES, PerPacketFirewall, PerPacketLb, make_traffic
 from benchmarks.stats import median
@@ -38,6 +41,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "nf.json"
 BATCHES = (32, 256, 1024)
 VIP = "10.0.0.100:80"
 BACKENDS = [f"10.1.0.{i}:8080" for i in range(1, 9)]
+#: issue 5: at least 1 Mpps per core for a 10-rule firewall at batch 256
+GOAL_PPS = 1_000_000
 
 
 def load_example(relative: str) -> ModuleType:
@@ -131,7 +136,7 @@ def measure(quick: bool) -> dict[str, object]:
         "firewall": per_packet_rate(PerPacketFirewall(FIREWALL_RULES), frames, seconds, rounds),
         "lb": per_packet_rate(PerPacketLb(VIP, BACKENDS), frames, seconds, rounds),
     }
-    builders = {
+    builders: dict[str, Callable[[], NetworkFunction]] = {
         "firewall": lambda: firewall.build(FIREWALL_RULES, "deny"),
         "lb": lambda: lb.build(VIP, BACKENDS),
     }
@@ -142,10 +147,51 @@ def measure(quick: bool) -> dict[str, object]:
             row[f"{name}_pps"] = pps
             row[f"{name}_speedup"] = pps / floors[name]
         results[f"batch_{size}"] = row
-        print(f"batch {size:5d}: " + ", ".join(f"{k} {v:,.1f}" for k, v in row.items()), flush=True)
+        line = f"batch {size:5d}: " + ", ".join(f"{k} {v:,.1f}" for k, v in row.items())
+        print(line, file=sys.stderr, flush=True)
     results["per_packet_python_pps"] = floors
-    print("per-packet pure Python: " + ", ".join(f"{k} {v:,.0f}" for k, v in floors.items()))
+    results["seconds_per_round"], results["rounds"] = seconds, rounds
+    line = ", ".join(f"{k} {v:,.0f}" for k, v in floors.items())
+    print(f"per-packet pure Python: {line}", file=sys.stderr)
     return results
+
+
+NAMES = {"firewall": "firewall (10 rules)", "lb": "load balancer"}
+
+
+def section(results: dict[str, object]) -> Section:
+    """The run as a section of ``benchmarks/run.py``'s results (and ``docs/benchmarks.md``)."""
+    result = Section(
+        "nf",
+        "Network functions in user space (nfaas.nf): packets per second on one core",
+        "the same NF written per packet in plain Python; the rate at which batches are made "
+        "from the frames alone (the source)",
+    )
+    floors = results["per_packet_python_pps"]
+    assert isinstance(floors, dict)
+    for size in BATCHES:
+        row = results[f"batch_{size}"]
+        assert isinstance(row, dict)
+        for nf, name in NAMES.items():
+            goal = None
+            if nf == "firewall" and size == 256:
+                goal = Goal("at_least", GOAL_PPS, "≥ 1 Mpps per core (issue 5)")
+            result.add(Figure(f"{nf}.b{size}", f"{name}, batch {size}, against per-packet Python",
+                              "/s", row[f"{nf}_pps"], floors[nf], goal))  # fmt: skip
+            result.add(Figure(f"{nf}.b{size}.source", f"{name}, batch {size}, against the source",
+                              "/s", row[f"{nf}_pps"], row["source_pps"]))  # fmt: skip
+    same = "the same" if results["same_output_as_per_packet"] else "NOT the same"
+    result.method = (
+        f"{results['packets']:,} frames in memory (1,000 UDP and TCP flows, mean "
+        f"{results['frame_bytes_mean']:.0f} bytes), cut into batches of 32, 256 and 1024 and "
+        f"run through the example NFs (`examples/nf-firewall`, `examples/nf-lb`) in this "
+        f"process, one thread; each rate is the median of {results['rounds']} rounds of "
+        f"{results['seconds_per_round']:g} s. The per-packet versions "
+        f"(`benchmarks/nf_baseline.py`) forwarded {same} frames as the graphs. Also "
+        "`.venv/bin/python benchmarks/nf.py`."
+    )
+    result.detail = dict(results)
+    return result
 
 
 def main() -> None:
@@ -158,7 +204,7 @@ def main() -> None:
                 "results": results}  # fmt: skip
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"written to {RESULTS}")
+    print(f"written to {RESULTS}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ def markdown(results: Results) -> str:
         "same run, and the *ratio* is value ÷ floor: on a shared, noisy machine the "
         "ratios are what carries from one run to the next. Goals come from the issues: "
         "issue 2 (process, Wasm, HTTP, UDP), issue 3 (containers, microVMs), issue 4 (eBPF), "
-        "issue 7 (keep-alive policies). The "
+        "issue 5 (network functions, MQTT), issue 7 (keep-alive policies). The "
         "*what limits it* paragraphs come from profiles (py-spy, timestamps, fault counts) "
         "taken when the suite was written, and quote this run's numbers: when a figure moves, "
         "profile again before trusting them.",

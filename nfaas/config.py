@@ -53,6 +53,13 @@ class Config:
     allow_private_code_urls: bool = False
     #: whether to pre-provision the built-in runtime pools on start
     pools_enabled: bool = True
+    #: send subscription notifications to loopback, private and link-local addresses too
+    #: (off: a tenant's callback cannot reach the node's own services; see allow_private_code_urls)
+    allow_private_callback_urls: bool = False
+    #: how often subscribers get a FunctionMetrics notification (0: never)
+    metrics_notification_interval_s: float = 60.0
+    #: how often the automatic rollback rules of version-mapping policies are checked
+    rollback_check_interval_s: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **overrides: Any) -> Config:

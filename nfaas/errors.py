@@ -5,6 +5,9 @@
     │   ├── EventTooLarge           an event over the configured size (413)
     │   ├── MethodNotAllowed        an HTTP method a route does not bind (405)
     │   ├── InvalidPolicy           an unknown keep-alive policy or a parameter out of range
+    │   ├── InvalidVersionPolicy    version weights that do not sum to 100 or name no serving version
+    │   ├── CallbackNotAllowed      a subscription callback URI the operator does not allow
+    │   ├── CallbackTestFailed      a subscription callback that did not answer its test GET with 204
     │   └── TraceError              a malformed or truncated invocation trace (file + line)
     ├── Unauthenticated             no token, or an unknown one (401)
     ├── Forbidden                   a token that may not do this (403)
@@ -31,10 +34,11 @@
     │       ├── FunctionCrashed     the sandbox died: exit, signal (502)
     │       ├── FunctionTimeout     over its time limit (504)
     │       └── FunctionOutOfMemory over its memory limit (502)
-    └── NetworkFunctionError        a packet-processing graph built or fed wrongly (nfaas.nf;
-        │                           raised inside a function, so it never reaches the API)
-        ├── GraphError              an operator graph that cannot run (bad branch, no output)
-        └── CaptureError            a pcap file or packet socket that cannot be read or written
+    ├── NetworkFunctionError        a packet-processing graph built or fed wrongly (nfaas.nf;
+    │   │                           raised inside a function, so it never reaches the API)
+    │   ├── GraphError              an operator graph that cannot run (bad branch, no output)
+    │   └── CaptureError            a pcap file or packet socket that cannot be read or written
+    └── ExperimentError             an experiment (``nfaas experiment``) that cannot run or measure
 
 The HTTP status of each lives in one table, ``nfaas.api.problems``; handlers
 never choose a status for an error themselves.
@@ -76,6 +80,24 @@ class InvalidPolicy(InvalidRequest):
     """A keep-alive policy that does not exist, or a parameter of one out of its range."""
 
     title = "Invalid keep-alive policy"
+
+
+class InvalidVersionPolicy(InvalidRequest):
+    """A version-mapping policy refused (EVE025 7.2.5); nothing was changed."""
+
+    title = "Invalid version-mapping policy"
+
+
+class CallbackNotAllowed(InvalidRequest):
+    """A callback URI with a bad scheme, or a destination the operator's settings refuse."""
+
+    title = "Callback URI not allowed"
+
+
+class CallbackTestFailed(InvalidRequest):
+    """The test GET of a new subscription's callback did not get 204 (as SOL003 4.5.3.3)."""
+
+    title = "Callback test failed"
 
 
 class TraceError(InvalidRequest):
@@ -232,3 +254,9 @@ class GraphError(NetworkFunctionError):
 
 class CaptureError(NetworkFunctionError):
     title = "Packet capture error"
+
+
+class ExperimentError(NfaasError):
+    """An experiment (``nfaas.experiments``) that cannot run, or whose measurement failed."""
+
+    title = "Experiment error"

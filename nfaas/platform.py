@@ -12,10 +12,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 from types import TracebackType
 from typing import Self
 
 from nfaas.api.auth import Auth
+from nfaas.canary.mapping import VersionMapping
+from nfaas.canary.watcher import RollbackWatcher
+from nfaas.canary.window import OutcomeWindows
 from nfaas.catalog.blobs import BlobStore
 from nfaas.catalog.functions import FunctionCatalog
 from nfaas.catalog.onboarding import Onboarding
@@ -28,14 +32,18 @@ from nfaas.lifecycle.deployment import FunctionVersion
 from nfaas.lifecycle.infra import NodeCapacity, measured_capacity
 from nfaas.lifecycle.manager import FunctionManager
 from nfaas.lifecycle.pools import RuntimePool
+from nfaas.notifications.events import EventLog
+from nfaas.notifications.service import Notifications
+from nfaas.notifications.sources import instance_events, package_events
 from nfaas.packages.archive import ArchiveLimits
 from nfaas.packages.descriptors import FunctionDescriptor
 from nfaas.runtimes.repository import RuntimeRepository
 from nfaas.sandboxes.base import SandboxBackend
 from nfaas.sandboxes.registry import BACKENDS, backend_class
 from nfaas.telemetry.metrics import Telemetry
+from nfaas.telemetry.resources import ResourceCollector, ResourceSources
 from nfaas.triggers.base import TriggerBinding
-from nfaas.triggers.distributor import Distributor, VersionPolicy
+from nfaas.triggers.distributor import Distributor
 from nfaas.triggers.router import Router
 from nfaas.triggers.service import TriggerService, bindings_of
 
@@ -106,6 +114,39 @@ class Platform:
             default_ledger(data), version_finder(self.store, self.catalog), self.capacity
         )
         self.telemetry.registry.register(EbpfCollector(self.ebpf))
+        self._wire_observability(config)
+
+    def _wire_observability(self, config: Config) -> None:
+        """Version-mapping policies and rollback (7.2.5), lifecycle events and subscriptions."""
+        self.events = EventLog()
+        self.versions = VersionMapping(self.store, self.events, self.reconcile)
+        self.outcomes = OutcomeWindows(time.monotonic)
+        self.telemetry.observe(self.outcomes.record)
+        self.rollbacks = RollbackWatcher(
+            self.versions, self.outcomes, self.store.serving_versions,
+            interval_s=config.rollback_check_interval_s,
+        )  # fmt: skip
+        self.notifications = Notifications(
+            self.store, self.events, self.telemetry.as_json,
+            allow_private_callbacks=config.allow_private_callback_urls,
+            metrics_interval_s=config.metrics_notification_interval_s,
+        )  # fmt: skip
+        self.manager.subscribe(instance_events(self.events))
+        self.onboarding.observers.append(package_events(self.events))
+        self.telemetry.registry.register(
+            ResourceCollector(
+                ResourceSources(
+                    pools=lambda: [p.snapshot() for p in self.pools.values()],
+                    node=self.capacity.snapshot,
+                    weights=lambda: [
+                        (app, fn, v, w)
+                        for (app, fn), policy in self.distributor.policies().items()
+                        for v, w in policy.weights
+                    ],
+                    rollbacks=lambda: dict(self.versions.rollback_counts),
+                )
+            )
+        )
 
     def _capacity(self) -> NodeCapacity:
         """Configured capacity wins, then what the operator set through the API, then measured."""
@@ -134,6 +175,8 @@ class Platform:
         await self.ebpf.recover()
         self.manager.start()
         await self.reconcile()
+        self.notifications.start()
+        self.rollbacks.start()
         self.state = PlatformState.RUNNING
 
     async def __aenter__(self) -> Self:
@@ -157,7 +200,10 @@ class Platform:
         # in-flight events finish, then management deletes the instances.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.shutdown_grace_s
+        await self.rollbacks.aclose()
         await self.triggers.aclose(grace_s=self.config.shutdown_grace_s)
+        # chain hops started by the events just finished (they dispatch to the manager)
+        await self.router.chains.aclose(grace_s=max(0.0, deadline - loop.time()))
         await self.ebpf.aclose()
         await self.manager.aclose(grace_s=max(0.0, deadline - loop.time()))
         for pool in self.pools.values():
@@ -165,6 +211,8 @@ class Platform:
         for name, backend in self._backends.items():
             if name not in self._given:
                 await backend.aclose()
+        # undelivered notifications stay in the outbox for the next start
+        await self.notifications.aclose()
         self.store.close()
 
     # -- backends and pools --------------------------------------------------------------
@@ -265,12 +313,18 @@ class Platform:
 
     async def _reconcile(self) -> None:
         current = self.current_versions()
-        for fv in current.values():
+        # EVE025 7.2.5: every version a policy weights is live, not only the newest
+        policies = self.versions.effective(self.store.serving_versions())
+        weighted = [
+            self.catalog.version(app, name, v)
+            for (app, name), policy in policies.items()
+            for v in policy.versions
+        ]
+        for fv in [*current.values(), *weighted]:
             await self.backend(fv.backend)
-        self.distributor.set_policies(
-            {k: VersionPolicy.single(v.version) for k, v in current.items()}
-        )
-        live = {v.key for v in current.values()}
+        self.distributor.set_policies(policies)
+        self.rollbacks.refresh()
+        live = {v.key for v in weighted}
         for deployment in self.manager.deployments():
             if deployment.version.key not in live:
                 self.manager.retire(deployment.version.key)

@@ -15,7 +15,17 @@ from nfaas.api.problems import (
     unexpected_error_handler,
     validation_error_handler,
 )
-from nfaas.api.routes import ebpf, functions, keepalive, observe, operations, packages
+from nfaas.api.routes import (
+    dashboard,
+    ebpf,
+    functions,
+    keepalive,
+    observe,
+    operations,
+    packages,
+    subscriptions,
+    versions,
+)
 from nfaas.errors import NfaasError
 from nfaas.platform import Platform
 
@@ -37,7 +47,8 @@ def create_app(platform: Platform) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
     principal = principal_dependency(platform.auth)
-    for module in (packages, functions, operations, observe, ebpf, keepalive):
+    for module in (packages, functions, operations, observe, ebpf, keepalive, versions,
+                   subscriptions, dashboard):  # fmt: skip
         app.include_router(module.router(platform, principal))
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     return app

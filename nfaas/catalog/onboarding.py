@@ -104,6 +104,8 @@ class Onboarding:
         self._url_check = None if allow_private_code_urls else public_destinations_only
         self._max_code = max_code_bytes
         self._lock = asyncio.Lock()
+        #: told of every upload that ends ONBOARDED or ERROR (lifecycle notifications)
+        self.observers: list[Callable[[PackageRecord], None]] = []
 
     # -- the SOL005 resource -------------------------------------------------------------
 
@@ -155,8 +157,16 @@ class Onboarding:
                 await self._put_in_service(package_id)
         except BaseException as exc:
             self._refuse(package_id, _reason(exc))
+            self._tell(package_id)
             raise
+        self._tell(package_id)
         return self.get(package_id, None)
+
+    def _tell(self, package_id: str) -> None:
+        record = self._store.get_package(package_id)
+        if record is not None:
+            for observer in self.observers:
+                observer(record)
 
     async def onboard(
         self, data: bytes, tenant: str, *, expect: str | None = None

@@ -4,14 +4,16 @@
 file is the first schema, which had no link table: each function version
 belonged to the one package that first stored it, and a ``current_versions``
 table held one pointer per function. Version 2 gave runtimes their artefacts
-(a JSON object, empty for the runtimes stored before).
+(a JSON object, empty for the runtimes stored before). Version 3 added the
+version-mapping policies (EVE025 7.2.5), the subscriptions and the outbox of
+notifications not yet delivered (gap #5.2); the upgrade only creates them.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tokens (
@@ -55,7 +57,25 @@ CREATE TABLE IF NOT EXISTS pools (
     id TEXT PRIMARY KEY, runtime_name TEXT NOT NULL, runtime_version TEXT NOT NULL,
     size INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- A function's version-mapping policy (7.2.5); without a row, the newest version serves.
+CREATE TABLE IF NOT EXISTS version_policies (
+    app TEXT NOT NULL, name TEXT NOT NULL, weights TEXT NOT NULL, stable TEXT NOT NULL,
+    sticky TEXT, rollback_rule TEXT, last_rollback TEXT, updated_at REAL NOT NULL,
+    PRIMARY KEY (app, name)
+);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id TEXT PRIMARY KEY, tenant TEXT NOT NULL, callback TEXT NOT NULL, filter TEXT NOT NULL,
+    secret TEXT, state TEXT NOT NULL, delivered INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0, last_error TEXT, created_at REAL NOT NULL
+);
+-- Notifications not yet delivered: kept across restarts until delivered or given up.
+CREATE TABLE IF NOT EXISTS notification_outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    subscription_id TEXT NOT NULL REFERENCES subscriptions (id) ON DELETE CASCADE,
+    body TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL,
+    created_at REAL NOT NULL
+)
 """
 
 # Version 0 -> 1: each stored version is linked to the package that stored it, the

@@ -68,6 +68,14 @@ class StateStore:
     def close(self) -> None:
         self._db.close()
 
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """The connection, in the owner's turn: for the modules that keep their own tables
+        (version policies, subscriptions and their outbox; ``nfaas.canary``,
+        ``nfaas.notifications``). Wrap writes that belong together in ``transaction()``."""
+        with self._owner.turn():
+            yield self._db
+
     @property
     def catalog_generation(self) -> int:
         """Changes whenever a function version or a runtime is stored, changed or deleted.

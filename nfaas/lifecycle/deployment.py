@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nfaas.errors import NfaasError, Overloaded, SandboxStartError
+from nfaas.lifecycle.affinity import owner
 from nfaas.lifecycle.idle import idle_to_delete, prewarm_count
 from nfaas.lifecycle.infra import NodeCapacity, Reservation
 from nfaas.lifecycle.pools import RuntimePool
@@ -101,6 +102,8 @@ class _Waiter:
     future: asyncio.Future[tuple[FunctionInstance, bool]]
     #: counted against queue_size (it waits for a slot, not for an instance it caused)
     queued: bool
+    #: the event's flow under flow affinity: only the flow's instance may serve it
+    flow: int | None = None
 
 
 class FunctionDeployment:
@@ -144,9 +147,14 @@ class FunctionDeployment:
     def scaling(self) -> Scaling:
         return self.version.descriptor.scaling
 
-    async def acquire(self) -> tuple[FunctionInstance, bool]:
-        """A slot on an instance, and whether the event waited for that instance to be created."""
-        instance = self._free_instance()
+    async def acquire(self, flow: int | None = None) -> tuple[FunctionInstance, bool]:
+        """A slot on an instance, and whether the event waited for that instance to be created.
+
+        With a ``flow`` (flow affinity, ``affinity.py``) only the instance the flow belongs
+        to serves the event: when it is busy the event waits for one of its slots (or for a
+        new instance the flow moves to), never taking another instance's free slot.
+        """
+        instance = self._free_instance() if flow is None else self._flow_instance(flow)
         if instance is not None:
             instance.in_flight += 1
             return instance, False
@@ -155,13 +163,13 @@ class FunctionDeployment:
         self._prune_dead()
         slots_coming = self._starting * self.scaling.concurrency
         if self._pending() < slots_coming:
-            return await self._wait(queued=False)
+            return await self._wait(queued=False, flow=flow)
         if (
             not self.retired
             and self._live_count() + self._starting < self.scaling.instance_threshold
         ):
             self._start_instance()
-            return await self._wait(queued=False)
+            return await self._wait(queued=False, flow=flow)
         queued = self._queued
         if queued >= self.scaling.queue_size:
             self.overloaded["queue_full"] += 1
@@ -171,7 +179,7 @@ class FunctionDeployment:
                 f"(queue size {self.scaling.queue_size})",
                 reason="queue_full",
             )
-        return await self._wait(queued=True)
+        return await self._wait(queued=True, flow=flow)
 
     def release(self, instance: FunctionInstance) -> None:
         """Give the slot back: to the first waiter, or to the pool of free slots."""
@@ -195,6 +203,14 @@ class FunctionDeployment:
                 best = instance
         return best
 
+    def _members(self) -> list[FunctionInstance]:
+        """The instances flows are placed on: ready, with a usable sandbox."""
+        return [i for i in self.instances if i.state is InstanceState.READY and i.sandbox.usable]
+
+    def _flow_instance(self, flow: int) -> FunctionInstance | None:
+        target = owner(flow, self._members())
+        return target if target is not None and target.free_slots > 0 else None
+
     def _live_count(self) -> int:
         return sum(1 for i in self.instances if i.state is not InstanceState.DELETED)
 
@@ -205,10 +221,10 @@ class FunctionDeployment:
         for instance in [i for i in self.instances if i.in_flight == 0 and not i.sandbox.usable]:
             self._remove(instance, "failed")
 
-    async def _wait(self, *, queued: bool) -> tuple[FunctionInstance, bool]:
+    async def _wait(self, *, queued: bool, flow: int | None) -> tuple[FunctionInstance, bool]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[FunctionInstance, bool]] = loop.create_future()
-        waiter = _Waiter(future, queued)
+        waiter = _Waiter(future, queued, flow)
         self._waiters.append(waiter)
         self._queued += queued
         # A queued event waits at most queue_timeout_s; one waiting for an instance it
@@ -257,8 +273,8 @@ class FunctionDeployment:
             waiter.future.cancel()
 
     def _hand_to_waiter(self, instance: FunctionInstance, *, cold: bool) -> bool:
-        while self._waiters:
-            waiter = self._waiters.popleft()
+        while (waiter := self._next_waiter(instance)) is not None:
+            self._waiters.remove(waiter)
             self._queued -= waiter.queued
             if waiter.future.done():
                 continue
@@ -266,6 +282,25 @@ class FunctionDeployment:
             waiter.future.set_result((instance, cold))
             return True
         return False
+
+    def _next_waiter(self, instance: FunctionInstance) -> _Waiter | None:
+        """The first waiter ``instance`` may serve: any, except one whose flow is elsewhere."""
+        members: list[FunctionInstance] | None = None
+        for waiter in self._waiters:
+            if waiter.flow is None or self.retired:
+                return waiter
+            members = self._members() if members is None else members
+            if owner(waiter.flow, members) is instance:
+                return waiter
+        return None
+
+    def _redistribute(self) -> None:
+        """An instance left: the flows it held belong to others now, maybe with free slots."""
+        if not any(w.flow is not None for w in self._waiters):
+            return
+        for instance in self._members():
+            while instance.free_slots > 0 and self._hand_to_waiter(instance, cold=False):
+                pass
 
     # -- instantiation -------------------------------------------------------------------
 
@@ -373,6 +408,7 @@ class FunctionDeployment:
         self._capacity.release(instance.reservation)
         self._on_change(f"deleted:{reason}", instance)
         self._spawn(instance.sandbox.aclose())
+        self._redistribute()
 
     def reap_idle(self, now: float, window: KeepWindow | None = None) -> int:
         """Delete idle instances the idle period or the policy's window lets go (use case #4),

@@ -30,6 +30,7 @@ from nfaas.errors import (
     SandboxStartError,
 )
 from nfaas.keepalive.live import KeepAliveController
+from nfaas.lifecycle.affinity import flow_of
 from nfaas.lifecycle.deployment import FunctionDeployment, FunctionInstance, FunctionVersion
 from nfaas.lifecycle.infra import NodeCapacity
 from nfaas.lifecycle.pools import RuntimePool
@@ -191,8 +192,9 @@ class FunctionManager:
             raise Overloaded("the platform is shutting down", reason="shutdown")
         self.keepalive.observe(version, arrival)
         deployment = self.deployment(version)
+        flow = flow_of(event) if version.descriptor.scaling.affinity == "flow" else None
         try:
-            instance, cold = await deployment.acquire()
+            instance, cold = await deployment.acquire(flow)
         except NfaasError as exc:
             self._telemetry.record(key, event.trigger, outcome_of(exc))
             raise
@@ -206,6 +208,7 @@ class FunctionManager:
                 outcome_of(exc),
                 duration=time.monotonic() - started,
                 cold_start=(started - arrival) if cold else None,
+                queue_wait=None if cold else started - arrival,
             )
             if exc.fatal:
                 log.warning(
@@ -230,6 +233,7 @@ class FunctionManager:
             "ok",
             duration=finished - first_line,
             cold_start=(first_line - arrival) if cold else None,
+            queue_wait=None if cold else started - arrival,
         )
         return result
 

@@ -142,9 +142,10 @@ class Acl:
 
     Up to 63 rules are compiled into bitmask tables: one bit per rule, a table
     per field (protocol: 256 entries, each port: 65,536) holding the rules that
-    field value satisfies, and one comparison per distinct prefix. A packet's
-    rules are the AND of its fields' bitmasks, and its lowest set bit is the
-    first rule it matches: some twenty NumPy operations per batch whatever the
+    field value satisfies, and an interval table per address field for the IPv4
+    prefixes. A packet's rules are the AND of its fields' bitmasks, and its
+    lowest set bit is the first rule it matches (one more lookup up to 16
+    rules): some fifteen NumPy calls per batch of IPv4 packets whatever the
     number of rules. Longer lists are matched rule by rule.
     """
 
@@ -183,15 +184,27 @@ class Acl:
 _MAX_COMPILED = 63
 
 
+#: up to this many rules, the first matching rule is one lookup in a table of 2**rules entries
+_FIRST_TABLE_RULES = 16
+
+
 class _BitTables:
+    """The compiled form of up to 63 rules; ``first_match`` is a fixed handful of NumPy calls.
+
+    IPv4 prefixes of a field become one interval table: the prefixes' ends cut the
+    address space into intervals, each holding the bits of the rules whose prefix covers
+    it, so a batch's addresses are placed with one ``searchsorted`` and one lookup
+    whatever the number of prefixes. IPv6 prefixes are compared one by one, and only
+    when the batch holds packets that are not IPv4.
+    """
+
     def __init__(self, rules: list[Rule]) -> None:
         self.count = len(rules)
-        everyone = np.uint64((1 << len(rules)) - 1)
         self.proto = np.zeros(256, dtype=np.uint64)
         self.sport = np.zeros(65536, dtype=np.uint64)
         self.dport = np.zeros(65536, dtype=np.uint64)
-        self.any_src, self.any_dst = np.uint64(0), np.uint64(0)
-        self.prefixes: dict[tuple[str, Prefix], int] = {}
+        anyone = {"src": 0, "dst": 0}
+        prefixes: dict[tuple[str, Prefix], int] = {}
         for index, rule in enumerate(rules):
             bit = 1 << index
             if rule.proto is None:
@@ -203,20 +216,74 @@ class _BitTables:
                 table[lo : hi + 1] |= np.uint64(bit)
             for field, prefix in (("src", rule.src), ("dst", rule.dst)):
                 if prefix is None:
-                    setattr(self, f"any_{field}", getattr(self, f"any_{field}") | np.uint64(bit))
+                    anyone[field] |= bit
                 else:
-                    self.prefixes[(field, prefix)] = self.prefixes.get((field, prefix), 0) | bit
-        self.everyone = everyone
+                    prefixes[(field, prefix)] = prefixes.get((field, prefix), 0) | bit
+        self.anyone = {field: np.uint64(bits) for field, bits in anyone.items()}
+        self.v4 = {f: _intervals(anyone[f], prefixes, f) for f in ("src", "dst")}
+        self.v6 = {
+            f: [(p, np.uint64(b)) for (g, p), b in prefixes.items() if g == f and p.version == 6]
+            for f in ("src", "dst")
+        }
+        self.first: npt.NDArray[np.int64] | None = None
+        if self.count <= _FIRST_TABLE_RULES:
+            bits = np.arange(1 << self.count, dtype=np.uint64)
+            self.first = _lowest_bit(bits, self.count)
 
     def first_match(self, h: HeaderArray) -> npt.NDArray[np.int64]:
         bits = self.proto[h["proto"]] & self.sport[h["sport"]] & self.dport[h["dport"]]
-        addressed = {"src": np.full(len(h), self.any_src), "dst": np.full(len(h), self.any_dst)}
-        for (field, prefix), rule_bits in self.prefixes.items():
-            addressed[field] |= np.where(
-                prefix.matches(h, field), np.uint64(rule_bits), np.uint64(0)
-            )
-        bits &= addressed["src"] & addressed["dst"]
-        lowest = bits & (~bits + np.uint64(1))
-        # a power of two is exact as a float: its exponent is the bit's index
-        index = np.frexp(lowest.astype(np.float64))[1].astype(np.int64) - 1
-        return np.where(bits == 0, self.count, index)
+        is4 = h["ip_version"] == 4
+        only4 = bool(is4.all())
+        for field in ("src", "dst"):
+            bits &= self._addressed(h, field, is4, only4)
+        if self.first is not None:
+            first: npt.NDArray[np.int64] = self.first[bits]
+            return first
+        return _lowest_bit(bits, self.count)
+
+    def _addressed(
+        self, h: HeaderArray, field: str, is4: Mask, only4: bool
+    ) -> npt.NDArray[np.uint64] | np.uint64:
+        """The bits of the rules each packet's ``field`` address satisfies."""
+        intervals = self.v4[field]
+        v4: npt.NDArray[np.uint64] | np.uint64 = self.anyone[field]
+        if intervals is not None:
+            starts, values = intervals
+            v4 = values[np.searchsorted(starts, h[field + "4"], side="right")]
+        if only4:
+            return v4
+        other = np.full(len(h), self.anyone[field])
+        for prefix, rule_bits in self.v6[field]:
+            other |= np.where(prefix.matches(h, field), rule_bits, np.uint64(0))
+        return np.where(is4, v4, other)
+
+
+def _intervals(
+    anyone: int, prefixes: Mapping[tuple[str, Prefix], int], field: str
+) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint64]] | None:
+    """IPv4 prefixes of ``field`` as interval starts (past 0) and each interval's rule bits.
+
+    ``values[searchsorted(starts, address, side="right")]`` is the bits for ``address``.
+    """
+    ranges = []
+    for (f, prefix), bits in prefixes.items():
+        if f == field and prefix.version == 4:
+            net, mask = prefix.words[0]
+            ranges.append((net, net + ((~mask) & 0xFFFFFFFF) + 1, bits))
+    if not ranges:
+        return None
+    cuts = sorted({edge for lo, hi, _ in ranges for edge in (lo, hi) if 0 < edge < 1 << 32})
+    values = [anyone] * (len(cuts) + 1)
+    for k, start in enumerate([0, *cuts]):
+        for lo, hi, bits in ranges:
+            if lo <= start < hi:
+                values[k] |= bits
+    return np.array(cuts, dtype=np.uint32), np.array(values, dtype=np.uint64)
+
+
+def _lowest_bit(bits: npt.NDArray[np.uint64], count: int) -> npt.NDArray[np.int64]:
+    """The index of each value's lowest set bit; ``count`` where none is set."""
+    lowest = bits & (~bits + np.uint64(1))
+    # a power of two is exact as a float: its exponent is the bit's index
+    index = np.frexp(lowest.astype(np.float64))[1].astype(np.int64) - 1
+    return np.where(bits == 0, count, index)

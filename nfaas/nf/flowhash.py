@@ -3,8 +3,8 @@
 Flow affinity (the same flow always reaches the same instance) needs the
 dispatching side and the NF to agree on a flow's hash. ``flow_hashes`` hashes
 the header rows of a whole batch with NumPy; ``flow_hash`` hashes one 5-tuple
-in plain Python (what a trigger would call per datagram) and gives the same
-number. Both take IPv4 and IPv6 alike (IPv4 as ``::ffff:a.b.c.d``).
+in plain Python (``nfaas.flows``, what the platform computes per event, without
+NumPy) and gives the same number. Both take IPv4 and IPv6 alike (IPv4 as ``::ffff:a.b.c.d``).
 
 ``symmetric=True`` gives both directions of a connection one hash (the
 endpoints are ordered first), for NFs that must see a whole conversation.
@@ -20,16 +20,16 @@ the flows move, all to the new instance.
 
 from __future__ import annotations
 
-import ipaddress
-
 import numpy as np
 import numpy.typing as npt
 
+from nfaas.flows import M1 as _M1
+from nfaas.flows import M2 as _M2
+from nfaas.flows import MASK64, flow_hash, jump_hash
+from nfaas.flows import SEED as _SEED
 from nfaas.nf.headers import HeaderArray
 
-MASK64 = (1 << 64) - 1
-_SEED = 0x9E3779B97F4A7C15
-_M1, _M2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+__all__ = ["MASK64", "U64Array", "flow_hash", "flow_hashes", "jump_hash", "shard_of"]
 
 U64Array = npt.NDArray[np.uint64]
 
@@ -75,51 +75,6 @@ def flow_hashes(headers: HeaderArray, *, symmetric: bool = False) -> U64Array:
     for word in (a_hi, a_lo, b_hi, b_lo, ports):
         h = _mix(h ^ word)
     return h
-
-
-def _mix_int(x: int) -> int:
-    x ^= x >> 30
-    x = (x * _M1) & MASK64
-    x ^= x >> 27
-    x = (x * _M2) & MASK64
-    return x ^ (x >> 31)
-
-
-def _address_int(address: str | bytes) -> int:
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv4Address):
-        ip = ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + ip.packed)
-    return int(ip)
-
-
-def flow_hash(
-    src: str | bytes,
-    dst: str | bytes,
-    sport: int,
-    dport: int,
-    proto: int,
-    *,
-    symmetric: bool = False,
-) -> int:
-    """The flow hash of one 5-tuple; equal to ``flow_hashes`` of a packet carrying it."""
-    a, b = (_address_int(src), sport), (_address_int(dst), dport)
-    if symmetric and b < a:
-        a, b = b, a
-    ports = (a[1] << 24) | (b[1] << 8) | proto
-    h = _SEED
-    for word in (a[0] >> 64, a[0] & MASK64, b[0] >> 64, b[0] & MASK64, ports):
-        h = _mix_int(h ^ word)
-    return h
-
-
-def jump_hash(key: int, n: int) -> int:
-    """Lamping and Veach's jump consistent hash of ``key`` into ``range(n)``."""
-    b, j = -1, 0
-    while j < n:
-        b = j
-        key = (key * 2862933555777941757 + 1) & MASK64
-        j = int((b + 1) * ((1 << 31) / ((key >> 33) + 1)))
-    return b
 
 
 def shard_of(hashes: U64Array, n: int) -> npt.NDArray[np.int64]:

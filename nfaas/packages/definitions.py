@@ -26,7 +26,7 @@ KINDS: dict[str, type[ApplicationDescriptor | FunctionDescriptor]] = {
 MAX_DESCRIPTOR_BYTES = 1024 * 1024
 #: nesting levels of YAML collections; descriptors need fewer than ten
 MAX_DEPTH = 64
-_TRIGGER_TAGS = {"http", "udp", "tcp", "timer"}
+_TRIGGER_TAGS = {"http", "udp", "tcp", "timer", "mqtt"}
 
 M = TypeVar("M", bound=BaseModel)
 

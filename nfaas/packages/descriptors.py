@@ -27,7 +27,9 @@ PYTHON_HANDLER = re.compile(
 )
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 #: paths the platform itself serves; a custom route may not shadow them
-RESERVED_ROUTE_PREFIXES = ("/api", "/fn", "/metrics", "/docs", "/openapi.json", "/healthz")
+RESERVED_ROUTE_PREFIXES = (
+    "/api", "/fn", "/metrics", "/docs", "/openapi.json", "/healthz", "/dashboard",
+)  # fmt: skip
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="lower-case DNS label")]
 Version = Annotated[str, Field(pattern=VERSION_PATTERN, description="version string, e.g. 1.2.0")]
@@ -146,6 +148,14 @@ class Scaling(_Model):
         default=None,
         description="policy for idle deletion and pre-warming; default: delete after idle_period_s",
     )
+    affinity: Literal["none", "flow"] = Field(
+        default="none",
+        description=(
+            "flow: every UDP or TCP event of one flow (peer address and port, trigger port) "
+            "goes to the same instance, chosen by rendezvous hashing over the ready instances, "
+            "and waits for a slot there; none: any instance with a free slot"
+        ),
+    )
 
 
 class HttpTrigger(_Model):
@@ -231,7 +241,9 @@ class MqttTrigger(_Model):
             levels = topic.split("/")
             if not topic or len(topic) > 256 or "\0" in topic:
                 raise ValueError(f"not a topic filter: {topic!r}")
-            if any(("#" in lv and (lv != "#" or i != len(levels) - 1)) for i, lv in enumerate(levels)):
+            if any(
+                ("#" in lv and (lv != "#" or i != len(levels) - 1)) for i, lv in enumerate(levels)
+            ):
                 raise ValueError(f"'#' may only be a whole last level: {topic!r}")
             if any("+" in lv and lv != "+" for lv in levels):
                 raise ValueError(f"'+' may only be a whole level: {topic!r}")
@@ -257,6 +269,19 @@ class MqttTrigger(_Model):
 Trigger = Annotated[
     HttpTrigger | UdpTrigger | TcpTrigger | TimerTrigger | MqttTrigger, Field(discriminator="type")
 ]
+
+
+class ChainLink(_Model):
+    """The next function of a chain: it gets this function's result as its event."""
+
+    function: Name = Field(description="a function of the same application")
+    when: Literal["nonempty", "always"] = Field(
+        default="nonempty", description="nonempty: only when the result is not empty"
+    )
+    after: list[Literal["http", "udp", "tcp", "timer", "mqtt", "chain", "invoke"]] | None = Field(
+        default=None,
+        description="only the results of events of these trigger types go on (default: all)",
+    )
 
 
 class WasiRights(_Model):
@@ -300,6 +325,11 @@ class FunctionDescriptor(_Model):
     scaling: Scaling = Field(default_factory=Scaling)
     triggers: list[Trigger] = Field(default_factory=list)
     environment: dict[str, str] = Field(default_factory=dict)
+    chain: list[ChainLink] = Field(
+        default_factory=list,
+        max_length=16,
+        description="functions that get this function's result as their event (chaining)",
+    )
     wasm: WasmSettings | None = None
     ebpf: EbpfSettings | None = Field(
         default=None, description="an eBPF VNF (runtime ebpf): program, hook, maps, needs"

@@ -1,7 +1,7 @@
 """Serverless metrics per function version (EVE025 7.2.5; gap #5.2).
 
 Invocations, errors, duration (without cold start), cold starts and their
-init time, queue overloads and instances by state: as Prometheus text at
+init time, queue wait, queue overloads and instances by state: as Prometheus text at
 ``/metrics`` and as JSON for the API and CLI. Names and labels are stable and
 documented in ``docs/metrics.md``.
 """
@@ -44,6 +44,8 @@ class VersionStats:
     last_invoked_at: float | None = None
     instances_created: int = 0
     instance_init_seconds_total: float = 0.0
+    queue_waits: int = 0
+    queue_wait_seconds_total: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         durations = sorted(self.recent_durations)
@@ -72,6 +74,9 @@ class VersionStats:
                 self.instance_init_seconds_total / self.instances_created * 1000, 3
             )
             if self.instances_created
+            else None,
+            "queue_wait_ms_mean": round(self.queue_wait_seconds_total / self.queue_waits * 1000, 3)
+            if self.queue_waits
             else None,
             "last_invoked_at": self.last_invoked_at,
         }
@@ -178,16 +183,30 @@ class Telemetry:
             [*labels, "action"],
             registry=self.registry,
         )
+        self._queue_wait = Histogram(
+            "nfaas_queue_wait_seconds",
+            "Time an event waited for a slot on a running instance (a cold start is not a wait)",
+            labels,
+            buckets=_DURATION_BUCKETS,
+            registry=self.registry,
+        )
         self._stats: dict[VersionKey, VersionStats] = {}
+        #: called with (version, outcome, duration) on every invocation (canary windows)
+        self._observers: list[Callable[[VersionKey, str, float | None], None]] = []
         # Labelled children are looked up once: prometheus_client's labels() takes a
         # lock and builds a tuple on every call, a fifth of an event's own cost here.
         self._children: dict[tuple[VersionKey, str, str], Any] = {}
         self._durations: dict[VersionKey, Any] = {}
+        self._waits: dict[VersionKey, Any] = {}
 
     def watch_instances(
         self, source: Callable[[], Iterable[tuple[VersionKey, str, str, int]]]
     ) -> None:
         self.registry.register(_InstanceCollector(source))
+
+    def observe(self, observer: Callable[[VersionKey, str, float | None], None]) -> None:
+        """Be told of every invocation's version, outcome and duration, as recorded."""
+        self._observers.append(observer)
 
     def watch_keepalive(self, source: Callable[[], Iterable[KeepAliveGauge]]) -> None:
         self.registry.register(_KeepAliveCollector(source))
@@ -213,9 +232,20 @@ class Telemetry:
         *,
         duration: float | None = None,
         cold_start: float | None = None,
+        queue_wait: float | None = None,
     ) -> None:
-        """One invocation: its outcome, the function's duration, and the cold start if it had one."""
+        """One invocation: its outcome, the function's duration, and the cold start if it had
+        one, else the time it waited for a slot (``queue_wait``)."""
         stats = self._stats.get(key) or self.stats(key)
+        for observer in self._observers:
+            observer(key, outcome, duration)
+        if queue_wait is not None:
+            stats.queue_waits += 1
+            stats.queue_wait_seconds_total += queue_wait
+            waits = self._waits.get(key)
+            if waits is None:
+                waits = self._waits[key] = self._queue_wait.labels(*key)
+            waits.observe(queue_wait)
         stats.invocations += 1
         stats.outcomes[outcome] = stats.outcomes.get(outcome, 0) + 1
         stats.last_invoked_at = time.time()
@@ -250,6 +280,10 @@ class Telemetry:
         self._instance_init.labels(*key, backend, "true" if from_pool else "false").observe(
             init_seconds
         )
+
+    def duration_histograms(self) -> Iterable[Metric]:
+        """The duration histogram, per version (the dashboard draws it over time)."""
+        return self._duration.collect()
 
     def dropped(self, trigger: str, reason: str) -> None:
         self._dropped.labels(trigger, reason).inc()

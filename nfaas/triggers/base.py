@@ -20,12 +20,18 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from nfaas.packages.descriptors import HttpTrigger, TcpTrigger, TimerTrigger, UdpTrigger
+from nfaas.packages.descriptors import (
+    HttpTrigger,
+    MqttTrigger,
+    TcpTrigger,
+    TimerTrigger,
+    UdpTrigger,
+)
 from nfaas.sandboxes.base import Event, Result
 
 log = logging.getLogger(__name__)
 
-TriggerSpec = HttpTrigger | UdpTrigger | TcpTrigger | TimerTrigger
+TriggerSpec = HttpTrigger | UdpTrigger | TcpTrigger | TimerTrigger | MqttTrigger
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +50,8 @@ class TriggerBinding:
             return (spec.type, spec.port)
         if isinstance(spec, HttpTrigger):
             return ("http", spec.path or f"/fn/{self.app}/{self.function}")
-        return ("timer", self.app, self.function, self.index)
+        # a timer or an MQTT subscription belongs to its function alone
+        return (spec.type, self.app, self.function, self.index)
 
     @property
     def exclusive(self) -> bool:
@@ -67,6 +74,8 @@ class TriggerBinding:
             return f"{spec.type} port {spec.port}"
         if isinstance(spec, HttpTrigger):
             return f"http {spec.path or f'/fn/{self.app}/{self.function}'}"
+        if isinstance(spec, MqttTrigger):
+            return f"mqtt {','.join(spec.topics)} at {spec.broker}"
         return f"timer every {spec.interval_s:g} s"
 
     def same_as(self, other: TriggerBinding) -> bool:

@@ -14,6 +14,7 @@ from nfaas.errors import EventTooLarge, NotFound
 from nfaas.lifecycle.manager import FunctionManager
 from nfaas.sandboxes.base import Event, Result
 from nfaas.telemetry.metrics import Telemetry
+from nfaas.triggers.chain import ChainRunner
 from nfaas.triggers.distributor import Distributor
 
 
@@ -44,6 +45,8 @@ class Router:
         #: methods /fn/<app>/<function> accepts, for functions whose descriptor names
         #: them (an HTTP trigger without a path); any method for the others
         self.fn_methods: dict[tuple[str, str], frozenset[str]] = {}
+        #: runs the next functions of a chain (a descriptor's ``chain``) after one succeeds
+        self.chains = ChainRunner(self.dispatch, telemetry)
 
     async def dispatch(
         self, app: str, function: str, event: Event, *, arrival: float | None = None
@@ -55,12 +58,15 @@ class Router:
                 f"event of {len(event.body)} bytes is over the limit of {self.max_event_bytes} bytes"
             )
         try:
-            version = self.distributor.pick(app, function)
+            version = self.distributor.pick(app, function, event)
         except NotFound:
             self.telemetry.dropped(event.trigger, "no_function")
             raise
         target = self.catalog.version(app, function, version)
-        return await self.manager.invoke(target, event, arrival=arrival)
+        result = await self.manager.invoke(target, event, arrival=arrival)
+        if target.descriptor.chain or event.trigger == "chain":
+            self.chains.follow(target.descriptor, app, event, result, arrival)
+        return result
 
     def tenant_of(self, app: str, function: str) -> str:
         version = self.distributor.pick(app, function)

@@ -29,6 +29,7 @@ from nfaas.errors import BindingConflict
 from nfaas.packages.descriptors import (
     FunctionDescriptor,
     HttpTrigger,
+    MqttTrigger,
     TcpTrigger,
     TimerTrigger,
     UdpTrigger,
@@ -158,7 +159,9 @@ class TriggerService:
             wanted = {
                 key: b for key, b in plan.holders.items() if not isinstance(b.spec, HttpTrigger)
             }
-            wanted.update((b.key, b) for b in bindings if isinstance(b.spec, TimerTrigger))
+            wanted.update(
+                (b.key, b) for b in bindings if isinstance(b.spec, TimerTrigger | MqttTrigger)
+            )
             stale = [
                 key
                 for key, source in self._sources.items()
@@ -224,6 +227,10 @@ class TriggerService:
                 max_connections=self._tcp_max_connections,
                 idle_timeout_s=self._tcp_idle_timeout_s,
             )
+        if isinstance(spec, MqttTrigger):
+            from nfaas.triggers.mqtt import MqttSource  # the MQTT client only if a function asks
+
+            return MqttSource(binding, dispatch, self._telemetry)
         assert isinstance(spec, TimerTrigger)
         return TimerSource(binding, dispatch, self._telemetry)
 

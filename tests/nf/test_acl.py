@@ -91,3 +91,32 @@ def test_long_lists_are_matched_rule_by_rule() -> None:
     batch = PacketBatch.from_frames([frame(dport=99), frame(dport=100)])
     batch.parse()
     assert Acl(rules).decide(batch.headers).tolist() == [99, 100]
+
+
+@pytest.mark.parametrize("extra", [0, 14])  # 8 rules (the first-bit table), 22 (computed)
+def test_nested_ipv4_prefixes_decide_as_rule_by_rule_does(extra: int) -> None:
+    rules = [
+        {"action": "deny", "src": "10.1.2.0/24"},
+        {"action": "allow", "src": "10.1.0.0/16", "dst": "0.0.0.0/0"},
+        {"action": "deny", "src": "10.0.0.0/8", "dst": "255.255.255.255/32"},
+        {"action": "allow", "dst": "192.0.2.128/25", "proto": "udp"},
+        {"action": "deny", "src": "0.0.0.0/1"},
+        {"action": "allow", "dst": "192.0.2.0/24"},
+        {"action": "deny", "src": "10.0.0.0/8"},
+        {"action": "allow", "src": "128.0.0.0/1", "dport": "1000-2000"},
+    ] + [{"action": "deny", "dport": 60000 + i} for i in range(extra)]
+    rng = np.random.default_rng(11)
+    sources = ["10.1.2.7", "10.1.3.1", "10.2.0.1", "10.255.255.255", "127.0.0.1", "200.1.1.1",
+               "0.0.0.0", "255.255.255.255", "128.0.0.0", "127.255.255.255"]  # fmt: skip
+    targets = ["255.255.255.255", "192.0.2.1", "192.0.2.200", "192.0.3.1", "0.0.0.0"]
+    frames = []
+    for _ in range(2000):
+        src, dst = str(rng.choice(sources)), str(rng.choice(targets))
+        dport, proto = int(rng.choice([80, 1500])), int(rng.choice([TCP, UDP]))
+        frames.append(frame(src, dst, 5, dport, proto, b"x"))
+    batch = PacketBatch.from_frames(frames)
+    batch.parse()
+    acl = Acl(rules)
+    compiled = acl.decide(batch.headers)
+    assert compiled.tolist() == acl.decide_in_order(batch.headers).tolist()
+    assert len(set(compiled.tolist())) >= 7

@@ -23,11 +23,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from nfaas.flows import LOCAL_ADDRESS
 from nfaas.nf.batch import PacketBatch
 from nfaas.nf.headers import ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPPROTO_UDP
 
 #: the address a packet made from an event goes to (the trigger binds 127.0.0.1 by default)
-DEFAULT_LOCAL = "127.0.0.1"
+DEFAULT_LOCAL = LOCAL_ADDRESS  # the platform hashes flows to it too (flow affinity)
 _MAC_PEER = bytes.fromhex("020000000001")
 _MAC_LOCAL = bytes.fromhex("020000000002")
 _LENGTH = struct.Struct("!H")
