@@ -562,9 +562,14 @@ from nfaas.cli.keepalive import keepalive_app  # noqa: E402
 
 app.add_typer(keepalive_app, name="keepalive")
 
+from nfaas.cli.canary import register as register_canary  # noqa: E402
+
+register_canary(app)
+
 from nfaas.cli.microvm import microvm_app  # noqa: E402
 
 app.add_typer(microvm_app, name="microvm")
+
 
 
 def main() -> None:
