@@ -570,6 +570,9 @@ from nfaas.cli.microvm import microvm_app  # noqa: E402
 
 app.add_typer(microvm_app, name="microvm")
 
+from nfaas.cli.experiment import experiment  # noqa: E402
+
+app.command("experiment")(experiment)
 
 
 def main() -> None:

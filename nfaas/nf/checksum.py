@@ -137,7 +137,9 @@ def _word_sum(byte_rows: ByteArray) -> IntArray:
     return sums
 
 
-def field_sums(buf: ByteArray, offsets: IntArray, h: HeaderArray, rows: IntArray) -> tuple[IntArray, IntArray]:
+def field_sums(
+    buf: ByteArray, offsets: IntArray, h: HeaderArray, rows: IntArray
+) -> tuple[IntArray, IntArray]:
     """For ``rows``: the word sums, as they are now in the frames, of the bytes deparse may
     change that each checksum covers (IPv4 header; L4 pseudo-header addresses and ports)."""
     hr = np.take(h, rows)
@@ -168,13 +170,17 @@ def update(
     v4 = np.flatnonzero(hr["ip_version"] == 4)
     _incremental(buf, start[v4] + 10, old[0][v4], new[0][v4], keep_zero=False)
     for proto, at in _CHECKSUM_AT.items():
-        sel = np.flatnonzero((hr["proto"] == proto) & (hr["payload"] > hr["l4"]) & (hr["ip_version"] != 0))
+        sel = np.flatnonzero(
+            (hr["proto"] == proto) & (hr["payload"] > hr["l4"]) & (hr["ip_version"] != 0)
+        )
         where = offsets[rows][sel] + hr["l4"][sel] + at
         # RFC 768: a UDP checksum of zero over IPv4 means none; it stays none
         _incremental(buf, where, old[1][sel], new[1][sel], keep_zero=proto == IPPROTO_UDP)
 
 
-def _incremental(buf: ByteArray, where: IntArray, old: IntArray, new: IntArray, *, keep_zero: bool) -> None:
+def _incremental(
+    buf: ByteArray, where: IntArray, old: IntArray, new: IntArray, *, keep_zero: bool
+) -> None:
     if not len(where):
         return
     checksum = be16(buf, where)

@@ -99,8 +99,14 @@ class RuntimeRepository:
                     continue
                 self._store.upsert_runtime(
                     RuntimeRecord(
-                        ref.name, ref.version, backend, description, True, memory_mb,
-                        time.time(), artefacts,
+                        ref.name,
+                        ref.version,
+                        backend,
+                        description,
+                        True,
+                        memory_mb,
+                        time.time(),
+                        artefacts,
                     )
                 )
                 if pool_size is not None:

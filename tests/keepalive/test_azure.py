@@ -34,8 +34,7 @@ def trace_dir(tmp_path: Path) -> Path:
         "o,a,f1,2000,3,1,5000\no,a,f2,500,1,500,500\n"
     )
     (tmp_path / "app_memory_percentiles.anon.d01.csv").write_text(
-        "HashOwner,HashApp,SampleCount,AverageAllocatedMb,AverageAllocatedMb_pct1\n"
-        "o,a,10,256,200\n"
+        "HashOwner,HashApp,SampleCount,AverageAllocatedMb,AverageAllocatedMb_pct1\no,a,10,256,200\n"
     )
     return tmp_path
 
@@ -78,7 +77,11 @@ def test_truncated_file_names_the_line(tmp_path: Path) -> None:
     [
         (["o,a,f,http," + ",".join(["0"] * 1439) + ",x"], 2, "minute 1440: 'x' is not a count"),
         (["o,a,f,http," + ",".join(["-1"] + ["0"] * 1439)], 2, "minute 1: '-1' is not a count"),
-        ([inv_row("o", "a", "f", "http", {}), inv_row("o", "a", "f", "http", {})], 3, "appears twice"),
+        (
+            [inv_row("o", "a", "f", "http", {}), inv_row("o", "a", "f", "http", {})],
+            3,
+            "appears twice",
+        ),
         (["o,a,f,http,1,2"], 2, "6 fields, not 1444"),
     ],
 )

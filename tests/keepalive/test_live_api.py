@@ -35,7 +35,9 @@ async def test_descriptor_names_a_policy_and_the_api_shows_its_decision(
 
 def hello_with(keepalive: str) -> bytes:
     """The kit's valid package, its hello function naming a keep-alive policy."""
-    yaml = kit.HELLO_YAML.replace("max_quick_start: 2}", f"max_quick_start: 2, keepalive: {keepalive}}}")
+    yaml = kit.HELLO_YAML.replace(
+        "max_quick_start: 2}", f"max_quick_start: 2, keepalive: {keepalive}}}"
+    )
     return kit.package(kit.app_files({"Definitions/hello.yaml": yaml}))
 
 

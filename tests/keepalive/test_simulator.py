@@ -35,7 +35,9 @@ def _trace(rows: list[list[int]], minutes: int) -> Trace:
     for i, row in enumerate(rows):
         np.add.at(counts[i], row, 1)
     n = len(rows)
-    return Trace(tuple(f"f{i}" for i in range(n)), counts, np.full(n, 128.0), np.ones(n), ("x",) * n)
+    return Trace(
+        tuple(f"f{i}" for i in range(n)), counts, np.full(n, 128.0), np.ones(n), ("x",) * n
+    )
 
 
 def test_simulate_reports_shares_percentiles_and_waste() -> None:

@@ -85,7 +85,12 @@ async def test_hybrid_unloads_after_a_timer_tick_and_prewarms_before_the_next(he
     assert held.manager.keepalive.refresh_now() == 1
     last = t0 + 45 * MIN
     (info,) = held.manager.keepalive_decisions(now=last)
-    assert (info.policy, info.mode, info.prewarm_s, info.keepalive_s) == ("hybrid", "histogram", 240, 120)
+    assert (info.policy, info.mode, info.prewarm_s, info.keepalive_s) == (
+        "hybrid",
+        "histogram",
+        240,
+        120,
+    )
 
     held.manager.reap_idle(last + 1 * MIN)  # before the window: unloaded
     assert list(held.manager.instances()) == []
@@ -105,11 +110,11 @@ async def test_hybrid_unloads_after_a_timer_tick_and_prewarms_before_the_next(he
 
 async def test_idle_instances_beyond_ready_fall_back_to_the_idle_period(held: Rig) -> None:
     held.backend.handlers["slow"] = _slow
-    v = held.version(
-        "slow", instance_threshold=3, idle_period_s=30, keepalive={"policy": "fixed"}
-    )
+    v = held.version("slow", instance_threshold=3, idle_period_s=30, keepalive={"policy": "fixed"})
     t0 = time.monotonic()
-    await asyncio.gather(*(held.manager.invoke(v, Event("invoke", b""), arrival=t0) for _ in range(3)))
+    await asyncio.gather(
+        *(held.manager.invoke(v, Event("invoke", b""), arrival=t0) for _ in range(3))
+    )
     assert len(list(held.manager.instances())) == 3
     now = time.monotonic()
     assert held.manager.reap_idle(now + 1) == 0

@@ -1,0 +1,1 @@
+"""Reproductions of the IoT paper's evaluation (section 5.2) on this node: ``nfaas experiment``."""
