@@ -17,7 +17,7 @@ from pathlib import Path
 from benchmarks.functions import APP, BenchFunction, write_package_source
 from benchmarks.processes import BenchmarkError
 from nfaas.config import Config
-from nfaas.lifecycle.deployment import FunctionVersion
+from nfaas.lifecycle.instances import FunctionVersion
 from nfaas.lifecycle.pools import RuntimePool
 from nfaas.packages.builder import build_package
 from nfaas.platform import Platform

@@ -28,8 +28,8 @@ from nfaas.config import Config
 from nfaas.ebpf.manager import EbpfManager, default_ledger, version_finder
 from nfaas.ebpf.metrics import EbpfCollector
 from nfaas.errors import BackendUnavailable, BindingConflict, InvalidRequest, NotFound
-from nfaas.lifecycle.deployment import FunctionVersion
 from nfaas.lifecycle.infra import NodeCapacity, measured_capacity
+from nfaas.lifecycle.instances import FunctionVersion
 from nfaas.lifecycle.manager import FunctionManager
 from nfaas.lifecycle.pools import RuntimePool
 from nfaas.notifications.events import EventLog

@@ -24,7 +24,7 @@ from typing import Any
 from nfaas.catalog.blobs import BlobStore
 from nfaas.catalog.store import FunctionRecord, RuntimeRecord, StateStore, VersionKey
 from nfaas.errors import NotFound
-from nfaas.lifecycle.deployment import FunctionVersion
+from nfaas.lifecycle.instances import FunctionVersion
 from nfaas.packages.descriptors import FunctionDescriptor
 from nfaas.runtimes.repository import default_pool_id
 from nfaas.sandboxes.base import FunctionCode, Limits, WasiGrant

@@ -33,8 +33,8 @@ from nfaas.ebpf.loader import BpfProgram, Hook, TcHook, XdpHook
 from nfaas.ebpf.netns import netns_path
 from nfaas.ebpf.onboarding import read_report
 from nfaas.errors import BindingConflict, InvalidRequest, NotFound, SandboxStartError
-from nfaas.lifecycle.deployment import FunctionVersion
 from nfaas.lifecycle.infra import NodeCapacity
+from nfaas.lifecycle.instances import FunctionVersion
 
 log = logging.getLogger(__name__)
 

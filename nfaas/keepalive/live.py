@@ -27,7 +27,7 @@ from nfaas.keepalive.base import ArrivalHistory, Decision, KeepAlivePolicy
 from nfaas.keepalive.registry import make_policy
 
 if TYPE_CHECKING:
-    from nfaas.lifecycle.deployment import FunctionVersion
+    from nfaas.lifecycle.instances import FunctionVersion
     from nfaas.packages.descriptors import KeepAlive
 
 log = logging.getLogger(__name__)

@@ -1,9 +1,10 @@
-"""One function version's instances: slots, scale-out, the bounded queue, idle deletion.
+"""One function version's instances: slots, scale-out, instantiation, idle deletion.
 
 EVE025 use case #3: an event takes a free slot of a running instance, or
 causes an instantiation while the function is under its instance threshold.
-Above the threshold it waits in a bounded queue; a full queue or a passed
-deadline is a clear ``Overloaded`` answer, never a silent drop. Use case #4:
+Above the threshold it waits in a bounded queue (``waiters.py``); a full queue
+or a passed deadline is a clear ``Overloaded`` answer, never a silent drop.
+The instances themselves are described in ``instances.py``. Use case #4:
 an instance with no event for its idle period is deleted and its reservation
 released. Solution #3 (7.2.3): an instantiation takes a prepared sandbox from
 the runtime pool while fewer than ``max_quick_start`` of this function's
@@ -13,22 +14,21 @@ instances came from it, and goes the full cold path otherwise.
 from __future__ import annotations
 
 import asyncio
-import enum
 import itertools
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nfaas.errors import NfaasError, Overloaded, SandboxStartError
 from nfaas.lifecycle.affinity import owner
 from nfaas.lifecycle.idle import idle_to_delete, prewarm_count
-from nfaas.lifecycle.infra import NodeCapacity, Reservation
+from nfaas.lifecycle.infra import NodeCapacity
+from nfaas.lifecycle.instances import FunctionInstance, FunctionVersion, InstanceState
 from nfaas.lifecycle.pools import RuntimePool
-from nfaas.packages.descriptors import FunctionDescriptor, Scaling
-from nfaas.sandboxes.base import FunctionCode, Sandbox, SandboxBackend
+from nfaas.lifecycle.waiters import Slot, WaiterQueue
+from nfaas.packages.descriptors import Scaling
+from nfaas.sandboxes.base import Sandbox, SandboxBackend
 
 if TYPE_CHECKING:
     from nfaas.keepalive.live import KeepWindow
@@ -36,74 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _instance_ids = itertools.count(1)
-
-
-@dataclass(frozen=True)
-class FunctionVersion:
-    """A deployable function version: its descriptor, code on disk and where it runs."""
-
-    tenant: str
-    descriptor: FunctionDescriptor
-    code: FunctionCode
-    backend: str
-    pool_id: str | None
-
-    @property
-    def app(self) -> str:
-        return self.code.app
-
-    @property
-    def name(self) -> str:
-        return self.code.name
-
-    @property
-    def version(self) -> str:
-        return self.code.version
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.code.app, self.code.name, self.code.version)
-
-
-class InstanceState(enum.Enum):
-    STARTING = "starting"
-    READY = "ready"
-    DRAINING = "draining"
-    DELETED = "deleted"
-
-
-@dataclass(eq=False)
-class FunctionInstance:
-    """One loaded sandbox serving one function version."""
-
-    id: str
-    version: FunctionVersion
-    sandbox: Sandbox
-    reservation: Reservation
-    from_pool: bool
-    init_seconds: float
-    created_at: float = field(default_factory=time.monotonic)
-    last_used: float = field(default_factory=time.monotonic)
-    in_flight: int = 0
-    served: int = 0
-    state: InstanceState = InstanceState.READY
-    #: created ahead of any event, at the start of a keep-alive policy's window
-    prewarmed: bool = False
-
-    @property
-    def free_slots(self) -> int:
-        if self.state is not InstanceState.READY or not self.sandbox.usable:
-            return 0
-        return self.version.descriptor.scaling.concurrency - self.in_flight
-
-
-@dataclass(eq=False)
-class _Waiter:
-    future: asyncio.Future[tuple[FunctionInstance, bool]]
-    #: counted against queue_size (it waits for a slot, not for an instance it caused)
-    queued: bool
-    #: the event's flow under flow affinity: only the flow's instance may serve it
-    flow: int | None = None
 
 
 class FunctionDeployment:
@@ -127,16 +59,14 @@ class FunctionDeployment:
         self._starting = 0
         #: instances (starting or running) whose sandbox came from the pool (7.2.3)
         self._quick_started = 0
-        #: events waiting for a slot, FIFO; a waiter leaves the deque whenever its future
-        #: is settled (handed a slot, failed, abandoned), so every waiter here is pending
-        self._waiters: deque[_Waiter] = deque()
-        #: how many of them are queued (counted against queue_size)
-        self._queued = 0
+        #: events waiting for a slot, FIFO, the queued ones with a deadline (waiters.py)
+        self._waiters = WaiterQueue(
+            version.code.ref, self.scaling.queue_timeout_s, give_back=self.release
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._starts: set[asyncio.Task[None]] = set()
         self.retired = False
         self.closed = False
-        self.overloaded = {"queue_full": 0, "queue_timeout": 0}
         #: the keep-alive window (by its anchor) already pre-warmed for: once per window,
         #: so a failing pre-warm is not retried every reap
         self._prewarmed_anchor: float | None = None
@@ -147,7 +77,12 @@ class FunctionDeployment:
     def scaling(self) -> Scaling:
         return self.version.descriptor.scaling
 
-    async def acquire(self, flow: int | None = None) -> tuple[FunctionInstance, bool]:
+    @property
+    def overloaded(self) -> dict[str, int]:
+        """Events answered ``Overloaded``, by reason (``queue_full``, ``queue_timeout``)."""
+        return self._waiters.overloaded
+
+    async def acquire(self, flow: int | None = None) -> Slot:
         """A slot on an instance, and whether the event waited for that instance to be created.
 
         With a ``flow`` (flow affinity, ``affinity.py``) only the instance the flow belongs
@@ -162,24 +97,22 @@ class FunctionDeployment:
         # against the threshold: delete it now, not after its idle period.
         self._prune_dead()
         slots_coming = self._starting * self.scaling.concurrency
-        if self._pending() < slots_coming:
-            return await self._wait(queued=False, flow=flow)
+        if len(self._waiters) < slots_coming:
+            return await self._waiters.wait(queued=False, flow=flow)
         if (
             not self.retired
             and self._live_count() + self._starting < self.scaling.instance_threshold
         ):
             self._start_instance()
-            return await self._wait(queued=False, flow=flow)
-        queued = self._queued
+            return await self._waiters.wait(queued=False, flow=flow)
+        queued = self._waiters.queued
         if queued >= self.scaling.queue_size:
-            self.overloaded["queue_full"] += 1
-            raise Overloaded(
+            raise self._waiters.refuse(
                 f"{self.version.code.ref}: {self._live_count()} instances (threshold "
                 f"{self.scaling.instance_threshold}) busy and {queued} events queued "
-                f"(queue size {self.scaling.queue_size})",
-                reason="queue_full",
+                f"(queue size {self.scaling.queue_size})"
             )
-        return await self._wait(queued=True, flow=flow)
+        return await self._waiters.wait(queued=True, flow=flow)
 
     def release(self, instance: FunctionInstance) -> None:
         """Give the slot back: to the first waiter, or to the pool of free slots."""
@@ -189,7 +122,7 @@ class FunctionDeployment:
             self._remove(instance, "failed")
             self._scale_for_waiters()
             return
-        if self._hand_to_waiter(instance, cold=False):
+        if self._hand_over(instance, cold=False):
             return
         if instance.state is InstanceState.DRAINING and instance.in_flight == 0:
             self._remove(instance, "drained")
@@ -214,92 +147,22 @@ class FunctionDeployment:
     def _live_count(self) -> int:
         return sum(1 for i in self.instances if i.state is not InstanceState.DELETED)
 
-    def _pending(self) -> int:
-        return len(self._waiters)
-
     def _prune_dead(self) -> None:
         for instance in [i for i in self.instances if i.in_flight == 0 and not i.sandbox.usable]:
             self._remove(instance, "failed")
 
-    async def _wait(self, *, queued: bool, flow: int | None) -> tuple[FunctionInstance, bool]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[FunctionInstance, bool]] = loop.create_future()
-        waiter = _Waiter(future, queued, flow)
-        self._waiters.append(waiter)
-        self._queued += queued
-        # A queued event waits at most queue_timeout_s; one waiting for an instance it
-        # caused is bounded by the instantiation itself.
-        timer = (
-            loop.call_later(self.scaling.queue_timeout_s, self._expire, waiter) if queued else None
+    def _hand_over(self, instance: FunctionInstance, *, cold: bool) -> bool:
+        """Give one slot of ``instance`` to the first waiter it may serve, if any."""
+        return self._waiters.hand_to(
+            instance, cold=cold, members=self._members, any_flow=self.retired
         )
-        try:
-            return await future
-        except asyncio.CancelledError:
-            self._abandon(waiter)
-            raise
-        finally:
-            if timer is not None:
-                timer.cancel()
-
-    def _expire(self, waiter: _Waiter) -> None:
-        if waiter.future.done():
-            return
-        self._waiters.remove(waiter)
-        self._queued -= waiter.queued
-        self.overloaded["queue_timeout"] += 1
-        waiter.future.set_exception(
-            Overloaded(
-                f"{self.version.code.ref}: no instance became free within "
-                f"{self.scaling.queue_timeout_s:g} s",
-                reason="queue_timeout",
-            )
-        )
-
-    def _abandon(self, waiter: _Waiter) -> None:
-        try:
-            self._waiters.remove(waiter)
-            self._queued -= waiter.queued
-        except ValueError:
-            pass
-        if (
-            waiter.future.done()
-            and not waiter.future.cancelled()
-            and waiter.future.exception() is None
-        ):
-            # A slot was handed over at the very moment we gave up: give it back.
-            instance, _ = waiter.future.result()
-            self.release(instance)
-        else:
-            waiter.future.cancel()
-
-    def _hand_to_waiter(self, instance: FunctionInstance, *, cold: bool) -> bool:
-        while (waiter := self._next_waiter(instance)) is not None:
-            self._waiters.remove(waiter)
-            self._queued -= waiter.queued
-            if waiter.future.done():
-                continue
-            instance.in_flight += 1
-            waiter.future.set_result((instance, cold))
-            return True
-        return False
-
-    def _next_waiter(self, instance: FunctionInstance) -> _Waiter | None:
-        """The first waiter ``instance`` may serve: any, except one whose flow is elsewhere."""
-        members: list[FunctionInstance] | None = None
-        for waiter in self._waiters:
-            if waiter.flow is None or self.retired:
-                return waiter
-            members = self._members() if members is None else members
-            if owner(waiter.flow, members) is instance:
-                return waiter
-        return None
 
     def _redistribute(self) -> None:
         """An instance left: the flows it held belong to others now, maybe with free slots."""
-        if not any(w.flow is not None for w in self._waiters):
+        if not self._waiters.has_flows:
             return
         for instance in self._members():
-            while instance.free_slots > 0 and self._hand_to_waiter(instance, cold=False):
+            while instance.free_slots > 0 and self._hand_over(instance, cold=False):
                 pass
 
     # -- instantiation -------------------------------------------------------------------
@@ -320,11 +183,11 @@ class FunctionDeployment:
             self._starting -= 1
             if prewarm:
                 log.warning("%s: pre-warming failed: %s", self.version.code.ref, exc.detail)
-            self._fail_waiters(exc, self.scaling.concurrency)
+            self._waiters.fail(exc, self.scaling.concurrency)
             return
         except BaseException as exc:
             self._starting -= 1
-            self._fail_waiters(
+            self._waiters.fail(
                 SandboxStartError(f"{self.version.code.ref}: instantiation failed: {exc!r}"),
                 self.scaling.concurrency,
             )
@@ -340,7 +203,7 @@ class FunctionDeployment:
         self.instances.append(instance)
         self._on_change("created", instance)
         for _ in range(self.scaling.concurrency):
-            if not self._hand_to_waiter(instance, cold=True):
+            if not self._hand_over(instance, cold=True):
                 break
 
     async def _create_instance(self) -> FunctionInstance:
@@ -378,14 +241,6 @@ class FunctionDeployment:
             from_pool=from_pool,
             init_seconds=time.monotonic() - started,
         )
-
-    def _fail_waiters(self, exc: BaseException, count: int) -> None:
-        while count > 0 and self._waiters:
-            waiter = self._waiters.popleft()
-            self._queued -= waiter.queued
-            if not waiter.future.done():
-                waiter.future.set_exception(exc)
-                count -= 1
 
     def _scale_for_waiters(self) -> None:
         """After losing an instance, start replacements for the events still waiting."""
@@ -447,7 +302,7 @@ class FunctionDeployment:
 
     @property
     def idle(self) -> bool:
-        return not self.instances and not self._starting and not self._pending()
+        return not self.instances and not self._starting and not self._waiters
 
     def counts(self) -> dict[str, int]:
         busy = sum(1 for i in self.instances if i.in_flight > 0)
@@ -455,7 +310,7 @@ class FunctionDeployment:
             "starting": self._starting,
             "busy": busy,
             "idle": len(self.instances) - busy,
-            "queued": self._queued,
+            "queued": self._waiters.queued,
         }
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -468,7 +323,7 @@ class FunctionDeployment:
         """Delete every instance, stop instantiations, fail every waiter; idempotent, bounded."""
         self.retired = True
         self.closed = True
-        self._fail_waiters(
+        self._waiters.fail(
             Overloaded("the platform is shutting down", reason="shutdown"), len(self._waiters)
         )
         for instance in list(self.instances):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from nfaas.keepalive.live import KeepWindow
-    from nfaas.lifecycle.deployment import FunctionInstance
+    from nfaas.lifecycle.instances import FunctionInstance
 
 
 def idle_to_delete(

@@ -31,8 +31,9 @@ from nfaas.errors import (
 )
 from nfaas.keepalive.live import KeepAliveController
 from nfaas.lifecycle.affinity import flow_of
-from nfaas.lifecycle.deployment import FunctionDeployment, FunctionInstance, FunctionVersion
+from nfaas.lifecycle.deployment import FunctionDeployment
 from nfaas.lifecycle.infra import NodeCapacity
+from nfaas.lifecycle.instances import FunctionInstance, FunctionVersion
 from nfaas.lifecycle.pools import RuntimePool
 from nfaas.sandboxes.base import Event, Result, SandboxBackend
 from nfaas.telemetry.metrics import Telemetry, VersionKey

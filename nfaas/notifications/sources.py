@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from nfaas.catalog.records import PackageRecord
-from nfaas.lifecycle.deployment import FunctionInstance
+from nfaas.lifecycle.instances import FunctionInstance
 from nfaas.notifications.events import EventLog
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from nfaas.lifecycle.deployment import FunctionVersion
 from nfaas.lifecycle.infra import NodeCapacity
+from nfaas.lifecycle.instances import FunctionVersion
 from nfaas.lifecycle.manager import FunctionManager
 from nfaas.lifecycle.pools import RuntimePool
 from nfaas.packages.descriptors import FunctionDescriptor

@@ -9,7 +9,8 @@ import pytest
 
 from nfaas.errors import Overloaded
 from nfaas.lifecycle.affinity import flow_of, owner
-from nfaas.lifecycle.deployment import FunctionDeployment, FunctionInstance
+from nfaas.lifecycle.deployment import FunctionDeployment
+from nfaas.lifecycle.instances import FunctionInstance
 from nfaas.nf.flowhash import flow_hashes
 from nfaas.nf.io.datagram import packets_from_events
 from nfaas.sandboxes.base import Event, SandboxState
