@@ -31,17 +31,33 @@ class Live:
     broker: Broker
     tmp: Path
 
-    async def onboard(self, example: str, *, udp_ports: dict[int, int] | None = None) -> None:
-        """Onboard ``examples/<example>`` with its MQTT triggers on our broker, UDP ports moved."""
+    async def onboard(
+        self,
+        example: str,
+        *,
+        udp_ports: dict[int, int] | None = None,
+        environment: dict[str, str] | None = None,
+        timer_s: float | None = None,
+    ) -> None:
+        """Onboard ``examples/<example>`` on our broker (its MQTT triggers, and any variable
+        naming a broker), UDP ports moved, ``environment`` set and timers at ``timer_s``."""
         folder = self.tmp / example
         shutil.copytree(EXAMPLES / example, folder, ignore=shutil.ignore_patterns("__pycache__"))
+        broker = f"mqtt://127.0.0.1:{self.broker.port}"
         for path in (folder / "Definitions").glob("*.yaml"):
             doc = yaml.safe_load(path.read_text())
+            if doc["kind"] != "ServerlessFunction":
+                continue
             for trigger in doc.get("triggers", []):
                 if trigger["type"] == "mqtt":
-                    trigger["broker"] = f"mqtt://127.0.0.1:{self.broker.port}"
+                    trigger["broker"] = broker
                 if trigger["type"] == "udp":
                     trigger["port"] = (udp_ports or {})[trigger["port"]]
+                if trigger["type"] == "timer" and timer_s is not None:
+                    trigger["interval_s"] = timer_s
+            env = doc.get("environment", {})
+            env.update({k: broker for k, v in env.items() if str(v).startswith("mqtt://")})
+            doc["environment"] = env | (environment or {})
             path.write_text(yaml.safe_dump(doc))
         token = {"Authorization": f"Bearer {self.platform.operator_token}"}
         r = await self.http.post("/api/v1/onboard", content=build_package(folder),

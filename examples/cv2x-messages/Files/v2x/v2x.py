@@ -6,11 +6,23 @@ stations silent for ``CAM_TTL_S``.
 
 DENM (decentralised environmental notification message): sent on an event
 (an accident, ice), with the event's position and the radius of its relevance
-area. The result is the alert: the DENM, the stations whose last CAM puts
-them within the radius (the sender excepted), and the service's own latency
-from the DENM's generation (``sent_at``, UNIX time at the sender) to the
-alert leaving the function. Section 5.2.2 budgets 100-110 ms end to end; the
-instance keeps its latencies and tells the share within ``BUDGET_MS``.
+area. It fans out to the vehicles in that area: each station whose last CAM
+puts it within the radius (the sender excepted) gets its own alert on
+``v2x/alerts/<station>``, the topic that vehicle subscribes to, and a vehicle
+outside the area gets nothing. An alert carries the DENM, the recipient's
+distance from the event and the service's own latency from the DENM's
+generation (``sent_at``, UNIX time at the sender) to the alerts leaving the
+function. Section 5.2.2 budgets 100-110 ms end to end; the instance keeps its
+latencies and tells the share within ``BUDGET_MS``.
+
+The alerts go out through the instance's own MQTT client (``mqtt_publisher``):
+a trigger's ``publish`` names one topic, not one per recipient. The function
+returns only once the broker has acknowledged every alert, so a DENM (QoS 1)
+whose alerts could not all be published fails and is redelivered: a vehicle
+may get an alert twice, never lose it.
+
+A station id becomes a topic level, so it must be a plain name (letters,
+digits, ``.``, ``_``, ``:``, ``-``): no ``/``, ``+`` or ``#``.
 """
 
 from __future__ import annotations
@@ -18,10 +30,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from typing import Any
 
+from mqtt_publisher import MqttPublisher
+
 EARTH_RADIUS_M = 6_371_000.0
+STATION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+ALERTS = "v2x/alerts/"
 
 
 def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -39,6 +56,8 @@ def _message(body: bytes, fields: tuple[str, ...]) -> dict[str, Any] | None:
         return None
     if not isinstance(m, dict) or not isinstance(m.get("station"), str):
         return None
+    if not STATION.match(m["station"]):
+        return None
     for name in fields:
         value = m.get(name)
         if (
@@ -51,12 +70,13 @@ def _message(body: bytes, fields: tuple[str, ...]) -> dict[str, Any] | None:
 
 
 class Service:
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], publisher: MqttPublisher) -> None:
         self.ttl = float(env.get("CAM_TTL_S", "2"))
         self.budget_ms = float(env.get("BUDGET_MS", "100"))
+        self.publisher = publisher
         self.stations: dict[str, dict[str, Any]] = {}
         self.latencies_ms: list[float] = []
-        self.counts = {"cam": 0, "denm": 0, "invalid": 0}
+        self.counts = {"cam": 0, "denm": 0, "alerts": 0, "invalid": 0}
 
     def cam(self, m: dict[str, Any]) -> None:
         self.counts["cam"] += 1
@@ -67,18 +87,26 @@ class Service:
             "seen": time.time(),
         }
 
-    def denm(self, m: dict[str, Any]) -> dict[str, Any]:
-        self.counts["denm"] += 1
+    def denm(self, m: dict[str, Any]) -> None:
         now = time.time()
         self.stations = {s: v for s, v in self.stations.items() if now - v["seen"] <= self.ttl}
-        recipients = sorted(
-            s for s, v in self.stations.items()
-            if s != m["station"] and distance_m(m["lat"], m["lon"], v["lat"], v["lon"]) <= m["radius_m"]
-        )  # fmt: skip
+        distances = {
+            station: distance_m(m["lat"], m["lon"], v["lat"], v["lon"])
+            for station, v in self.stations.items() if station != m["station"]
+        }  # fmt: skip
+        recipients = sorted(s for s, d in distances.items() if d <= m["radius_m"])
         latency_ms = (time.time() - m["sent_at"]) * 1000
+        self.publisher.publish([
+            (ALERTS + station, json.dumps({
+                "denm": m, "recipient": station, "distance_m": round(distances[station], 1),
+                "latency_ms": latency_ms, "within_budget": latency_ms <= self.budget_ms,
+            }).encode())
+            for station in recipients
+        ])  # fmt: skip
+        # counted once the broker has every alert: a DENM that failed comes back
+        self.counts["denm"] += 1
+        self.counts["alerts"] += len(recipients)
         self.latencies_ms.append(latency_ms)
-        return {"denm": m, "recipients": recipients, "latency_ms": latency_ms,
-                "within_budget": latency_ms <= self.budget_ms}  # fmt: skip
 
     def figures(self) -> dict[str, Any]:
         ordered = sorted(self.latencies_ms)
@@ -103,12 +131,15 @@ class Service:
         elif kind == ["denm"]:
             m = _message(event.body, ("lat", "lon", "radius_m", "sent_at"))
             if m is not None:
-                return self.denm(m)
+                self.denm(m)
+                return b""
         self.counts["invalid"] += 1
         return b""
 
 
-_service = Service(dict(os.environ))
+_service = Service(
+    dict(os.environ), MqttPublisher(os.environ.get("MQTT_BROKER", "mqtt://127.0.0.1:1883"))
+)
 
 
 def handle(event: Any, context: Any) -> Any:

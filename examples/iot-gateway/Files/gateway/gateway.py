@@ -10,10 +10,21 @@ Adaptation: values are converted to one unit per quantity (temperature in
 C, pressure in hPa, energy in kWh).
 
 Flow aggregation: readings are summed per device over windows of
-``WINDOW_S`` seconds of event time. A window closes when a reading of a
-later window of the same device arrives; the summaries of closed windows wait
-in an outbox, which the next MQTT event's result empties (the trigger
-publishes it on ``gateway/summaries``). A UDP reading is acknowledged.
+``WINDOW_S`` seconds of event time, aligned on multiples of ``WINDOW_S``. A
+window closes on time: once the clock passes its end by ``LATENESS_S`` (the
+allowance for readings still in transit), at the next tick of the function's
+timer trigger, whether or not any reading came since. It closes earlier when a
+reading of a later window of the same device arrives. A reading whose window
+has closed is late: counted, not aggregated, so that no window is summarised
+twice. A UDP reading is acknowledged.
+
+Each closed window's summary is published on ``SUMMARY_TOPIC`` (a JSON list
+of the summaries closed together) as soon as it closes, through the
+instance's own MQTT client (``mqtt_publisher``): a timer tick's result is not
+published, and a trigger's ``publish`` would only carry an MQTT event's. A
+summary the broker did not acknowledge stays in the outbox and goes with the
+next tick: the reading that closed its window is in it already, so failing
+that reading's invocation (and having it redelivered) would count it twice.
 """
 
 from __future__ import annotations
@@ -25,6 +36,8 @@ import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from mqtt_publisher import MqttPublisher, PublishFailed
 
 DEVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 #: unit -> (canonical unit, conversion)
@@ -93,6 +106,9 @@ class Window:
 @dataclass
 class Gateway:
     window_s: float
+    lateness_s: float
+    topic: str
+    publisher: MqttPublisher
     windows: dict[str, Window] = field(default_factory=dict)
     outbox: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
@@ -100,16 +116,18 @@ class Gateway:
     def count(self, what: str) -> None:
         self.counts[what] = self.counts.get(what, 0) + 1
 
-    def ingest(self, reading: dict[str, Any]) -> None:
+    def ingest(self, reading: dict[str, Any], now: float) -> None:
         start = math.floor(reading["ts"] / self.window_s) * self.window_s
         open_window = self.windows.get(reading["device"])
-        if open_window is not None and start < open_window.start:
-            self.count("late")  # its window was published already
+        if start + self.window_s + self.lateness_s <= now or (
+            open_window is not None and start < open_window.start
+        ):
+            self.count("late")  # its window was closed and published already
             return
         if open_window is not None and (
             start > open_window.start or open_window.unit != reading["unit"]
         ):
-            self.outbox.append(open_window.summary(self.window_s))
+            self.close(open_window)
             open_window = None
         if open_window is None:
             open_window = self.windows[reading["device"]] = Window(
@@ -118,26 +136,49 @@ class Gateway:
         open_window.add(reading["value"])
         self.count("accepted")
 
+    def expire(self, now: float) -> None:
+        """Close every window whose end passed ``LATENESS_S`` ago."""
+        for window in list(self.windows.values()):
+            if window.start + self.window_s + self.lateness_s <= now:
+                self.close(window)
+
+    def close(self, window: Window) -> None:
+        del self.windows[window.device]
+        self.outbox.append(window.summary(self.window_s))
+
     def handle(self, event: Any) -> Any:
+        now = time.time()
+        if event.trigger == "timer":
+            self.expire(now)
+            self._flush()
+            return None
         if event.trigger not in ("mqtt", "udp"):
             return {"counts": self.counts, "open": len(self.windows), "outbox": len(self.outbox)}
         try:
-            self.ingest(validate(event.body, time.time()))
+            self.ingest(validate(event.body, now), now)
         except Invalid as exc:
             self.count(exc.reason)
-            return {"ok": False, "error": exc.reason} if event.trigger == "udp" else self._flush()
-        if event.trigger == "udp":
-            return {"ok": True}
-        return self._flush()
+            return {"ok": False, "error": exc.reason} if event.trigger == "udp" else None
+        self._flush()
+        return {"ok": True} if event.trigger == "udp" else None
 
-    def _flush(self) -> bytes:
+    def _flush(self) -> None:
         if not self.outbox:
-            return b""
-        summaries, self.outbox = self.outbox, []
-        return json.dumps(summaries).encode()
+            return
+        try:
+            self.publisher.publish([(self.topic, json.dumps(self.outbox).encode())])
+        except (OSError, PublishFailed):
+            self.count("publish_failed")  # kept for the next tick
+            return
+        self.outbox = []
 
 
-_gateway = Gateway(float(os.environ.get("WINDOW_S", "10")))
+_gateway = Gateway(
+    window_s=float(os.environ.get("WINDOW_S", "10")),
+    lateness_s=float(os.environ.get("LATENESS_S", "2")),
+    topic=os.environ.get("SUMMARY_TOPIC", "gateway/summaries"),
+    publisher=MqttPublisher(os.environ.get("MQTT_BROKER", "mqtt://127.0.0.1:1883")),
+)
 
 
 def handle(event: Any, context: Any) -> Any:
