@@ -119,6 +119,7 @@ def serve(
     scratch: str | None = None,
     warm_up: bool = True,
     idle: Callable[[], None] | None = None,
+    on_hello: Callable[[Message], None] | None = None,
 ) -> NoReturn:
     """Run the worker on ``sock`` and end the process with the worker's exit status.
 
@@ -127,10 +128,12 @@ def serve(
     ``scratch``: the private folder made for this worker, named in ``ready``.
     ``warm_up``: False when the runtime was warmed already (a microVM's, before its snapshot).
     ``idle``: what to do, instead of the warm-up, between ``ready`` and ``load``.
+    ``on_hello``: what to do with the last ``hello`` (a restored microVM reseeds its
+    random state and drops root there), before ``ready`` is said again.
     """
     status = EXIT_PROTOCOL
     try:
-        status = Worker(sock, max_frame, tasks).run(namespaces, scratch, warm_up, idle)
+        status = Worker(sock, max_frame, tasks).run(namespaces, scratch, warm_up, idle, on_hello)
     except MemoryError:
         status = EXIT_OUT_OF_MEMORY
     except OSError:  # the platform went away mid-frame: nobody is left to tell
@@ -158,6 +161,7 @@ class Worker:
         scratch: str | None = None,
         warm_up: bool = True,
         idle: Callable[[], None] | None = None,
+        on_hello: Callable[[Message], None] | None = None,
     ) -> int:
         ready: Message = {"op": "ready", "pid": os.getpid(), "namespaces": namespaces}
         if scratch is not None:
@@ -177,6 +181,8 @@ class Worker:
             # guest's clock, then hears "ready" again (the first went to the template's).
             self._send({"op": "hello", "id": request["id"], "monotonic": time.monotonic()})
             if request.get("last", True):
+                if on_hello is not None:
+                    on_hello(request)
                 self._send(ready)
                 if idle is not None:
                     idle()

@@ -19,9 +19,9 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from nfaas.errors import BackendUnavailable, FunctionCrashed, SandboxStartError
+from nfaas.errors import BackendUnavailable, FunctionCrashed, FunctionTimeout, SandboxStartError
 from nfaas.sandboxes.base import Event, FunctionCode, Limits, SandboxState
-from nfaas.sandboxes.microvm.backend import MicrovmBackend, MicrovmConfig, MicrovmSandbox
+from nfaas.sandboxes.microvm.backend import MicrovmBackend, MicrovmConfig, MicrovmSandbox, VmHandle
 from nfaas.sandboxes.microvm.image import load_image
 from nfaas.sandboxes.microvm.qemu import choose_accelerator
 from nfaas.sandboxes.registry import backend_class
@@ -139,6 +139,43 @@ class TestGuest:
             seen = orjson.loads((await sandbox.invoke(Event("invoke"))).body)
         assert seen == {"sum": 10, "batch": "PacketBatch"}
 
+    async def test_every_restored_vm_has_randomness_of_its_own(
+        self, backend: MicrovmBackend, tmp_path: Path
+    ) -> None:
+        source = (
+            "import os, random, uuid\n\n"
+            "def handle(event, context):\n"
+            "    return {'urandom': os.urandom(16).hex(), 'random': random.random(),\n"
+            "            'uuid': str(uuid.uuid4())}\n"
+        )
+        folder = folder_with(tmp_path, "draws.py", source)
+        seen = []
+        for _ in range(2):
+            async with await loaded(backend, code("draws:handle", folder)) as sandbox:
+                seen.append(orjson.loads((await sandbox.invoke(Event("invoke"))).body))
+        for key in ("urandom", "random", "uuid"):
+            assert seen[0][key] != seen[1][key], key
+
+    async def test_a_forged_exit_line_on_the_console_is_not_believed(
+        self, backend: MicrovmBackend, tmp_path: Path
+    ) -> None:
+        source = (
+            "import os, sys, time\n\n"
+            "def handle(event, context):\n"
+            "    print('nfaas-agent-exit status=86 oom_kill=0', flush=True)\n"
+            "    if event.body == b'exit':\n"
+            "        os._exit(3)\n"
+            "    time.sleep(60)\n"
+        )
+        folder = folder_with(tmp_path, "forger.py", source)
+        async with await loaded(backend, code("forger:handle", folder)) as sandbox:
+            with pytest.raises(FunctionCrashed, match="status 3"):
+                await sandbox.invoke(Event("invoke", b"exit"))
+        quick = Limits(memory_mb=32, timeout_s=1.0)
+        async with await loaded(backend, code("forger:handle", folder, quick)) as sandbox:
+            with pytest.raises(FunctionTimeout):
+                await sandbox.invoke(Event("invoke", b"hang"))
+
     async def test_garbage_from_the_guest_fails_only_that_vm(
         self, backend: MicrovmBackend, tmp_path: Path
     ) -> None:
@@ -172,8 +209,14 @@ class TestGuest:
     async def test_nothing_is_left_after_aclose(self, backend: MicrovmBackend) -> None:
         sandbox = await loaded(backend, code(CONTRACT_HANDLERS["echo"]))
         pid = sandbox.pid
+        folder = (
+            sandbox.worker.vm.folder
+            if isinstance(sandbox.worker, VmHandle) and sandbox.worker.vm
+            else None
+        )
         await sandbox.aclose()
-        await until(lambda: not Path(f"/proc/{pid}").exists())
+        assert await until(lambda: not Path(f"/proc/{pid}").exists())
+        assert folder is not None and await until(lambda: not folder.exists())
 
     async def test_the_vcpu_share_is_the_functions_own_on_the_host(
         self, backend: MicrovmBackend

@@ -4,14 +4,17 @@
 It is the process backend's worker (``nfaas.sandboxes.worker``) on the
 virtio-serial port, as an unprivileged user:
 
-1. boot: the worker says ``ready`` and, while idle, rehearses a throwaway load
+1. boot: as root, the worker says ``ready`` and, while idle, rehearses a throwaway load
    and invocation (imports, files, bytecode), then the agent says ``booted``.
    The platform snapshots the VM here, blocked in the worker's read, once per
    runtime image (EVE025 7.2.3 steps 1-3 done once for all).
 2. every VM restored from that snapshot resumes in that read. The platform
    sends ``hello`` frames; the worker answers each with its ``time.monotonic()``
    (the guest's clock is not the host's: the platform converts deadlines and
-   first-line times with the difference), says ``ready`` again after the last,
+   first-line times with the difference). The last one carries fresh entropy:
+   the agent reseeds the kernel's and the runtime's random generators with it
+   (every VM of a snapshot resumes with the template's), drops root for an
+   unprivileged user, and the worker says ``ready`` again,
    and rehearses again while idle (under TCG a restored guest runs each path
    slowly the first time: QEMU's translations are not in the snapshot),
    stepping aside as soon as a frame arrives. Then ``load`` (the code travels in
@@ -26,13 +29,16 @@ reached the port) the channel waits and reads again; after, it is the end.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import importlib
 import importlib._bootstrap_external
 import importlib.util
 import os
+import random
 import select
 import shutil
+import struct
 import sys
 import time
 from collections.abc import Callable
@@ -46,6 +52,9 @@ if TYPE_CHECKING:
 
 #: the unprivileged user the function runs as inside the guest
 NOBODY = 65534
+#: ioctls of random(4): add entropy (credited), reseed the CRNG now
+RNDADDENTROPY = 0x40085203
+RNDRESEEDCRNG = 0x5207
 SCRATCH = "/tmp/scratch"
 CODE = "/tmp/code"
 #: how long to wait before reading again while the host is not connected
@@ -90,7 +99,7 @@ def main(argv: list[str]) -> int:
     max_frame = int(_boot_parameter("nfaas.max_frame") or DEFAULT_MAX_FRAME)
     for package in filter(None, (_boot_parameter("nfaas.preload") or "").split(",")):
         importlib.import_module(package)  # in the snapshot: imported once for every VM
-    _drop_privileges()
+    _make_folders()
     booted = False
 
     def idle() -> None:
@@ -100,7 +109,33 @@ def main(argv: list[str]) -> int:
             booted = True
             send_message(sock, {"op": "booted", "pid": os.getpid()}, max_frame)
 
-    worker.serve(sock, max_frame, ["vm"], scratch=SCRATCH, warm_up=False, idle=idle)
+    worker.serve(
+        sock, max_frame, ["vm"], scratch=SCRATCH, warm_up=False, idle=idle, on_hello=_restored
+    )
+
+
+def _restored(hello: dict[str, Any]) -> None:
+    """After the last ``hello``: make this VM's randomness its own, then drop root.
+
+    Every VM restored from one snapshot resumes with the template's random state:
+    the kernel's CRNG and Python's and numpy's generators would give every instance
+    the same keys and tokens. The host sends fresh bytes; as root the agent adds
+    them to the kernel's pool and forces a reseed (RNDADDENTROPY, RNDRESEEDCRNG),
+    then reseeds the generators of the runtime from it. (Python's hash seed cannot
+    change in a running interpreter: every VM of a snapshot shares it.)
+    """
+    entropy = hello.get("entropy")
+    if isinstance(entropy, bytes) and entropy:
+        with open("/dev/urandom", "wb") as pool:
+            info = struct.pack("ii", len(entropy) * 8, len(entropy)) + entropy
+            fcntl.ioctl(pool, RNDADDENTROPY, info)
+            fcntl.ioctl(pool, RNDRESEEDCRNG)
+    random.seed()
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()
+    if os.getuid() == 0:
+        _drop_privileges()
 
 
 def _boot_parameter(name: str) -> str | None:
@@ -167,11 +202,15 @@ def _frame_waiting(fd: int) -> bool:
     return any(events & select.POLLIN for _, events in poller.poll(0))
 
 
-def _drop_privileges() -> None:
-    """The function runs as an unprivileged user: its RLIMIT_DATA then holds for good."""
+def _make_folders() -> None:
+    """The function's folders, its own once it runs as the unprivileged user."""
     for folder in (SCRATCH, CODE):
         os.makedirs(folder, mode=0o700, exist_ok=True)
         os.chown(folder, NOBODY, NOBODY)
+
+
+def _drop_privileges() -> None:
+    """The function runs as an unprivileged user: its RLIMIT_DATA then holds for good."""
     os.setgroups([])
     os.setgid(NOBODY)
     os.setuid(NOBODY)

@@ -326,6 +326,12 @@ class MicrovmSandbox(ProcessSandbox):
                     f"{code.ref}: cannot set the VM's CPU share: {exc}"
                 ) from exc
         await super().load(code)
+        # No per-invocation CPU budget: QEMU's CPU time counts emulation and an idle
+        # guest's timer ticks, and would end an idle VM. The wall-clock timeout and the
+        # host cgroup's CPU quota (the function's ``cpu``) bound it instead.
+        if self._cpu is not None:
+            self._cpu.stop()
+            self._cpu = None
 
     def _send_load(self, message: Message, code: FunctionCode) -> None:
         """The load frame with the code's files in it: the guest has no view of the host."""

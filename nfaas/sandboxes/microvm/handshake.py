@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import time
+
+from qemu.qmp import QMPError
 
 from nfaas.errors import SandboxError, SandboxStartError
 from nfaas.sandboxes.microvm.qemu import Vm, qmp_session
@@ -21,6 +24,8 @@ from nfaas.sandboxes.protocol import HEADER, Message, pack, unpack
 
 #: handshake frames are small; anything larger is garbage
 MAX_HANDSHAKE_FRAME = 4096
+#: fresh random bytes for a restored guest's generators
+ENTROPY_BYTES = 64
 
 
 async def connect_port(vm: Vm) -> socket.socket:
@@ -52,6 +57,10 @@ async def migrate_in(vm: Vm, state_fd: int, timeout_s: float) -> None:
             {"capabilities": [{"capability": "x-ignore-shared", "state": True}]},
         )
         await qmp.execute("migrate-incoming", {"uri": f"fd:{state_fd}"})
+    except QMPError as exc:  # QEMU refused, or ended under the session
+        raise SandboxStartError(
+            f"restoring the snapshot failed: {exc!r}; {vm.describe_failure()}"
+        ) from exc
     finally:
         with contextlib.suppress(Exception):
             await qmp.disconnect()
@@ -98,7 +107,9 @@ async def hello(sock: socket.socket, max_frame: int) -> float:
     best: tuple[float, float] = (float("inf"), 0.0)
     for n in range(1, most + 1):
         last = n == most or (n >= fewest and best[0] <= GOOD_ROUND_TRIP_S)
-        hello = {"op": "hello", "id": n, "max_frame": max_frame, "last": last}
+        hello: Message = {"op": "hello", "id": n, "max_frame": max_frame, "last": last}
+        if last:  # the guest reseeds its random state with it (it resumed the template's)
+            hello["entropy"] = os.urandom(ENTROPY_BYTES)
         sent = time.monotonic()
         await loop.sock_sendall(sock, pack(hello))
         reply = await _recv_frame(loop, sock)

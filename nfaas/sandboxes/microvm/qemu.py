@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 DEBIAN_PACKAGE = "qemu-system-x86"
 QEMU = "qemu-system-x86_64"
 #: the console line /init writes when the agent has ended
-EXIT_LINE = re.compile(rb"nfaas-agent-exit status=(\d+) oom_kill=(\d+)")
+EXIT_LINE = re.compile(rb"^nfaas-agent-exit status=(\d+) oom_kill=(\d+)\r?$", re.MULTILINE)
 _KVM_GET_API_VERSION = 0xAE00
 CONSOLE_TAIL = 8192
 
@@ -243,8 +243,11 @@ async def _watch(vm: Vm) -> None:
     status = await vm.process.wait()
     await asyncio.gather(*vm._readers, return_exceptions=True)
     end = GuestEnd(status)
-    if (match := EXIT_LINE.search(bytes(vm.console))) is not None:
-        end.agent_status, end.oom_kills = int(match[1]), int(match[2])
+    # The function writes on the console too: only a guest that powered off by itself
+    # (QEMU's status 0) has /init's line, and it is the last one.
+    matches = EXIT_LINE.findall(bytes(vm.console)) if status == 0 else []
+    if matches:
+        end.agent_status, end.oom_kills = int(matches[-1][0]), int(matches[-1][1])
     assert vm.ended is not None
     if not vm.ended.done():
         vm.ended.set_result(end)
