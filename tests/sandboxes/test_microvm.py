@@ -12,6 +12,7 @@ import asyncio
 import os
 import signal
 import textwrap
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from nfaas.sandboxes.base import Event, FunctionCode, Limits, SandboxState
 from nfaas.sandboxes.microvm.backend import MicrovmBackend, MicrovmConfig, MicrovmSandbox, VmHandle
 from nfaas.sandboxes.microvm.image import load_image
 from nfaas.sandboxes.microvm.qemu import choose_accelerator
+from nfaas.sandboxes.microvm.snapshot import remove_unused
 from nfaas.sandboxes.registry import backend_class
 from tests.requirements import require
 from tests.sandboxes.contract import Kit, SandboxContract
@@ -284,3 +286,18 @@ class TestBadSetup:
         finally:
             for s in sandboxes:
                 await s.aclose()
+
+
+def test_snapshots_unused_for_a_day_are_removed_and_others_kept(tmp_path: Path) -> None:
+    day_ago = time.time() - 2 * 24 * 3600
+    for name in ("current", "recent", "stale", ".stale-staging"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "ram").write_bytes(b"")
+    for name in ("current", "recent", "stale"):
+        (tmp_path / name / "meta.json").write_text("{}")
+    for stale in (tmp_path / "stale" / "meta.json", tmp_path / "current" / "meta.json",
+                  tmp_path / ".stale-staging"):  # fmt: skip
+        os.utime(stale, (day_ago, day_ago))
+    removed = remove_unused(tmp_path, keep="current")
+    assert sorted(removed) == [".stale-staging", "stale"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "recent"]

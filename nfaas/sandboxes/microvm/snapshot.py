@@ -9,8 +9,9 @@ starting QEMU with the same machine, the file mapped private, and ``state``
 as the incoming migration (``nfaas.sandboxes.microvm.backend``).
 
 A snapshot is kept per key: a hash of everything that must match for a
-restore to be sound (the image's artefacts, the agent layer, QEMU's version,
-the accelerator, the memory size and boot parameters). Snapshots live in a
+restore to be sound (the image's artefacts, the agent layer, QEMU's version
+and the machine's command line, accelerator, memory and boot parameters
+included). Making one removes those no backend has started with for a day. Snapshots live in a
 machine-wide folder, made under a lock so two platforms starting together
 boot one template, and published by renaming a finished folder into place.
 """
@@ -39,6 +40,11 @@ from nfaas.sandboxes.protocol import DEFAULT_MAX_FRAME, read_message
 
 logger = logging.getLogger(__name__)
 
+#: bumped when what a snapshot holds changes in a way its key cannot see
+SNAPSHOT_FORMAT = 2
+#: a snapshot no backend started with for this long is removed when another is made
+UNUSED_S = 24 * 3600.0
+
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -57,7 +63,12 @@ class Snapshot:
 
 
 def snapshot_key(spec: MachineSpec, image_digest: str, agent_digest: str, qemu: str) -> str:
+    # The restore's command line with placeholder paths: a change to the machine's
+    # devices or options must not restore an old snapshot into a different machine.
+    machine = spec.argv("restore", channel=Path("C"), qmp=Path("Q"), ram=Path("R"))
     material = {
+        "format": SNAPSHOT_FORMAT,
+        "machine": machine[1:],
         "image": image_digest,
         "agent": agent_digest,
         "qemu": qemu,
@@ -94,13 +105,39 @@ async def ensure_snapshot(
             os.rename(staging, folder)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        remove_unused(root, keep=key)
     finally:
         os.close(lock_fd)
     return _load(folder, spec)
 
 
+def remove_unused(root: Path, keep: str, unused_s: float = UNUSED_S) -> list[str]:
+    """Remove the snapshots (and staging folders) no backend started with for ``unused_s``.
+
+    Every start touches its snapshot's ``meta.json``; a platform of an older nfaas
+    still running restores from its own, so only long-unused ones go. VMs restored
+    from a removed snapshot keep its RAM file mapped until they end.
+    """
+    removed: list[str] = []
+    deadline = time.time() - unused_s
+    for folder in root.iterdir():
+        if not folder.is_dir() or folder.name == keep:
+            continue
+        marker = folder / "meta.json"
+        try:
+            last_used = (marker if marker.exists() else folder).stat().st_mtime
+        except OSError:
+            continue
+        if last_used < deadline:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+    return removed
+
+
 def _load(folder: Path, spec: MachineSpec) -> Snapshot:
     meta = json.loads((folder / "meta.json").read_text())
+    with contextlib.suppress(OSError):
+        os.utime(folder / "meta.json")  # in use: remove_unused leaves it
     restored = MachineSpec(
         spec.binary, spec.accelerator, spec.kernel, folder / "initrd", spec.cmdline,
         spec.memory_mb, spec.vcpus,
