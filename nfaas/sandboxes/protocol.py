@@ -1,8 +1,8 @@
 """The worker protocol: how the platform talks to the worker that runs one function.
 
 The process backend speaks it over a socketpair to a forked child; the
-container and microVM backends will speak it over a unix socket or a virtio
-channel to the same worker. So this module knows frames and messages, not
+container backend over a socketpair passed into the container, and the microVM
+backend over a virtio-serial port, to the same worker. So this module knows frames and messages, not
 transports: an asyncio ``StreamReader``/``StreamWriter`` on the platform side,
 a plain blocking socket on the worker side.
 
@@ -13,10 +13,14 @@ Frames over ``max_frame`` bytes are refused on both sides.
 
 Platform -> worker::
 
+    hello    id, last, and with the last: entropy, max_frame    microVMs only: zero
+             or more before ``load``, each answered with the worker's clock
     load     id, path, handler ("module:function"), env, limits {memory_mb, cpu,
              timeout_s, concurrency}, app, name, version, instance_id, and
-             scratch (the instance's private writable folder) if it has one
-    invoke   id, trigger, body, meta, deadline (time.monotonic() on the host)
+             scratch (the instance's private writable folder) if it has one;
+             files {relative path: bytes} where the worker cannot see the host's
+             disk (a microVM): written into ``path`` before the import
+    invoke   id, trigger, body, meta, deadline (time.monotonic() on the worker)
 
 Where the transport can pass descriptors (the process backend's socketpair),
 the first bytes of the ``load`` frame carry one (SCM_RIGHTS): the code folder,
@@ -25,8 +29,10 @@ reach by ``path``.
 
 Worker -> platform::
 
-    ready       pid, namespaces           once, when a prepared worker is up; and
-                                          scratch, if a folder was made for it
+    ready       pid, namespaces           when a prepared worker is up (again after
+                                          the last hello); and scratch, if a
+                                          folder was made for it
+    hello       id, monotonic             the worker's clock, to a hello
     loaded      id
     load_error  id, type, message, traceback
     result      id, body, content_type, first_line_at
