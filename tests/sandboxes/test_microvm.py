@@ -208,6 +208,18 @@ class TestGuest:
         assert sandbox.state is SandboxState.FAILED
         await sandbox.aclose()
 
+    async def test_code_too_large_for_a_load_frame_is_refused_at_load(
+        self, backend: MicrovmBackend, tmp_path: Path
+    ) -> None:
+        folder = folder_with(tmp_path, "big.py", "def handle(event, context):\n    return b''\n")
+        (folder / "blob.bin").write_bytes(bytes(backend.config.max_frame + 1))
+        sandbox = backend.create()
+        await sandbox.prepare()
+        with pytest.raises(SandboxStartError, match="does not fit"):
+            await sandbox.load(code("big:handle", folder))
+        assert sandbox.state is SandboxState.FAILED
+        await sandbox.aclose()
+
     async def test_nothing_is_left_after_aclose(self, backend: MicrovmBackend) -> None:
         sandbox = await loaded(backend, code(CONTRACT_HANDLERS["echo"]))
         pid = sandbox.pid
@@ -246,6 +258,14 @@ class TestBadSetup:
         backend = MicrovmBackend(MicrovmConfig(image_dir=tmp_path / "none"))
         with pytest.raises(BackendUnavailable, match="nfaas microvm build"):
             await backend.start()
+
+    async def test_a_guest_package_missing_here_is_named_and_nothing_is_left(
+        self, tmp_path: Path
+    ) -> None:
+        config = MicrovmConfig(guest_packages=("no_such_package_xyz",), work_dir=tmp_path)
+        with pytest.raises(BackendUnavailable, match="no_such_package_xyz"):
+            await MicrovmBackend(config).start()
+        assert list(tmp_path.iterdir()) == []
 
     async def test_missing_qemu_names_the_package(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from nfaas.errors import BackendUnavailable, SandboxError, SandboxStartError
+from nfaas.errors import BackendUnavailable, EventTooLarge, SandboxError, SandboxStartError
 from nfaas.sandboxes.base import FunctionCode, Sandbox, SandboxBackend
 from nfaas.sandboxes.container_bundle import ContainerCgroup, remove_parent_cgroups
 from nfaas.sandboxes.microvm.handshake import connect_port, expect_booted, hello, migrate_in
@@ -55,6 +55,7 @@ from nfaas.sandboxes.microvm.image import (
     load_image,
 )
 from nfaas.sandboxes.microvm.qemu import (
+    Accelerator,
     GuestEnd,
     MachineSpec,
     Vm,
@@ -173,12 +174,36 @@ class MicrovmBackend(SandboxBackend):
         logger.info("microVMs run on %s: %s", accelerator.name, accelerator.why)
         remove_parent_cgroups(f"/{WORK_PREFIX}*")  # empty ones, of backends that are gone
         work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=config.work_dir))
+        try:
+            self._spec, agent_digest = await self._machine(binary, accelerator, work)
+            if config.snapshots:
+                key = snapshot_key(self._spec, image.digest, agent_digest, qemu_version(binary))
+                self.snapshot = await ensure_snapshot(
+                    config.snapshot_dir, key, self._spec, work / "initrd", config.boot_timeout_s
+                )
+                (work / "initrd").unlink()  # the snapshot keeps its own copy
+        except BaseException as exc:
+            shutil.rmtree(work, ignore_errors=True)
+            if isinstance(exc, ImportError):
+                raise BackendUnavailable(
+                    f"a package for the microVM guest is not installed here: {exc}"
+                ) from exc
+            raise
+        self._work = work
+
+    async def _machine(
+        self, binary: str, accelerator: Accelerator, work: Path
+    ) -> tuple[MachineSpec, str]:
+        """The guest's machine, its initramfs in ``work``; and the agent layer's digest."""
+        config, image = self.config, self.image
+        assert image is not None
         layer = work / "agent.cpio"
         agent_digest = await asyncio.to_thread(
             agent_layer, layer, config.agent_overrides, config.guest_packages
         )
         initrd = work / "initrd"
         await asyncio.to_thread(_concatenate, initrd, image.rootfs, layer)
+        layer.unlink()
         # The guest keeps time by the TSC, at the host's rate: under a busy TCG host its
         # watchdog would otherwise fall back to jiffies, which drift with late ticks.
         cmdline = (
@@ -189,19 +214,7 @@ class MicrovmBackend(SandboxBackend):
         spec = MachineSpec(
             binary, accelerator, image.kernel, initrd, cmdline, config.vm_memory_mb, config.vcpus
         )
-        self._spec = spec
-        if config.snapshots:
-            key = snapshot_key(spec, image.digest, agent_digest, qemu_version(binary))
-            try:
-                self.snapshot = await ensure_snapshot(
-                    config.snapshot_dir, key, spec, initrd, config.boot_timeout_s
-                )
-            except BaseException:
-                shutil.rmtree(work, ignore_errors=True)
-                raise
-            initrd.unlink()  # the snapshot keeps its own copy
-        layer.unlink()
-        self._work = work
+        return spec, agent_digest
 
     def create(self) -> Sandbox:
         if self._work is None:
@@ -338,8 +351,16 @@ class MicrovmSandbox(ProcessSandbox):
         assert self._writer is not None
         message["path"] = GUEST_CODE
         message["scratch"] = GUEST_SCRATCH
-        message["files"] = _read_code(code.path)
-        self._writer.write(pack_frame(message, self._max_frame))
+        message["files"] = files = _read_code(code.path)
+        try:
+            frame = pack_frame(message, self._max_frame)
+        except EventTooLarge as exc:
+            size = sum(len(data) for data in files.values())
+            raise SandboxStartError(
+                f"{code.ref}: its code ({size} bytes with its bytecode) does not fit the "
+                f"{self._max_frame}-byte frame a microVM's load travels in"
+            ) from exc
+        self._writer.write(frame)
 
 
 def _read_code(folder: Path) -> dict[str, bytes]:
