@@ -232,6 +232,14 @@ class TestGuest:
         assert await until(lambda: not Path(f"/proc/{pid}").exists())
         assert folder is not None and await until(lambda: not folder.exists())
 
+    async def test_qemu_runs_unprivileged_under_seccomp(self, backend: MicrovmBackend) -> None:
+        async with await loaded(backend, code(CONTRACT_HANDLERS["echo"])) as sandbox:
+            status = Path(f"/proc/{sandbox.pid}/status").read_text().splitlines()
+        fields = dict(line.split(":", 1) for line in status if ":" in line)
+        assert fields["Uid"].split()[:2] == ["65534", "65534"]
+        assert fields["Seccomp"].strip() == "2"  # filter mode
+        assert fields["CapEff"].strip() == "0000000000000000"
+
     async def test_the_vcpu_share_is_the_functions_own_on_the_host(
         self, backend: MicrovmBackend
     ) -> None:

@@ -44,6 +44,15 @@ _KVM_GET_API_VERSION = 0xAE00
 CONSOLE_TAIL = 8192
 
 Mode = Literal["boot", "template", "restore"]
+#: a VM that runs a function: QEMU drops root for nobody once its files are open, and
+#: seccomp refuses it new privileges, processes and obsolete or resource-control calls
+#: (the template is trusted, and its migration spawns ``cat``)
+CONFINED = (
+    "-runas", "nobody",
+    # (set*uid stays allowed: -runas needs it after seccomp is on; as nobody, QEMU
+    # has no capability left to use it with)
+    "-sandbox", "on,obsolete=deny,spawn=deny,resourcecontrol=deny",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +160,7 @@ class MachineSpec:
             "-device", "virtserialport,chardev=channel,name=nfaas",
             "-qmp", f"unix:{qmp},server=on,wait=off",
             *incoming,
+            *(CONFINED if mode != "template" else ()),
         ]  # fmt: skip
 
 
