@@ -131,9 +131,12 @@ def _restored(hello: dict[str, Any]) -> None:
             fcntl.ioctl(pool, RNDADDENTROPY, info)
             fcntl.ioctl(pool, RNDRESEEDCRNG)
     random.seed()
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        numpy.random.seed()
+    # numpy's generator only if the template imported it (numpy loads numpy.random
+    # lazily: importing it here would cost a restore a second under TCG); one imported
+    # later seeds itself from the reseeded kernel.
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        numpy_random.seed()
     if os.getuid() == 0:
         _drop_privileges()
 
